@@ -1,0 +1,130 @@
+"""The ``hpcdist`` command: run / gen / info. Known errors become one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from hpcdist.errors import EXIT_USAGE, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are printed by the first rank only (every rank parses the same argv)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if _launcher_rank() == 0:
+            self.print_usage(sys.stderr)
+            print(f"hpcdist: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _launcher_rank() -> int:
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpcdist", description="MPI batch processing: run a job over sharded data.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a job on every rank (launch with mpiexec/srun for many ranks)")
+    run.add_argument("job", help="job file, e.g. jobs/stats.py")
+    run.add_argument("--input", "-i", help="FILE.h5:/dataset, FILE.npy, synthetic:rows=N,... or range:N "
+                     "(default: the job's own synthetic data)")
+    run.add_argument("--output", "-o", help="result HDF5 file (default: print the results)")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
+                     help="job parameter (repeatable)")
+    run.add_argument("--shard-rows", type=_int, help="rows per shard (default: ~4 MB, chunk-aligned)")
+    run.set_defaults(func=_cmd_run)
+
+    gen = sub.add_parser("gen", help="write a seeded synthetic dataset (streaming, any size)")
+    gen.add_argument("target", help="OUT.h5:/dataset or OUT.npy")
+    gen.add_argument("--rows", type=_int, required=True)
+    gen.add_argument("--cols", type=_int, default=1)
+    gen.add_argument("--dtype", default="float64", choices=["float32", "float64", "int32", "int64"])
+    gen.add_argument("--seed", type=_int, default=0)
+    gen.add_argument("--dist", default="normal", choices=["normal", "uniform", "int"])
+    gen.add_argument("--nan", type=float, default=0.0, help="fraction of values set to NaN")
+    gen.add_argument("--chunk-rows", type=_int, help="HDF5 chunk height (default: ~1 MiB chunks)")
+    gen.set_defaults(func=_cmd_gen)
+
+    info = sub.add_parser("info", help="print a result file readably")
+    info.add_argument("path")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def _int(text: str) -> int:
+    from hpcdist.params import _parse_int
+
+    try:
+        return _parse_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcdist import numba_env
+    from hpcdist.comm import run_spmd, world
+
+    w = world()
+    numba_env.configure(w.node_size)
+
+    def body() -> int:
+        from hpcdist.job import load_job
+        from hpcdist.params import parse_assignments
+        from hpcdist.runtime import RunOptions, run
+        from hpcdist.show import format_result
+
+        given = w.agree(lambda: parse_assignments(args.param))
+        w.agree(lambda: load_job(args.job) and None)
+        job = load_job(args.job)
+        report = run(job, RunOptions(args.input, args.output, given, args.shard_rows), w)
+        if w.rank == 0:
+            target = f" -> {args.output}" if args.output else ""
+            a = report.attrs
+            print(f"{job.name}: {a['rows']:,} rows in {a['shards']} shards on {a['ranks']} rank(s), "
+                  f"{a['elapsed_s']:.3f} s (compile {a['compile_s']:.3f} s){target}", file=sys.stderr)
+            if not args.output:
+                print(format_result(report.results or {}))
+        return 0
+
+    return run_spmd(body, w.comm)
+
+
+def _cmd_gen(args: argparse.Namespace) -> int:
+    from hpcdist.generate import generate
+    from hpcdist.sources.synthetic import SyntheticSource
+
+    try:
+        source = SyntheticSource(args.rows, args.cols, args.dtype, args.seed, args.dist, args.nan)
+        path = generate(args.target, source, args.chunk_rows)
+    except UserError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {args.target}: {source.rows:,} x {args.cols} {args.dtype} "
+          f"({source.nbytes / 1e9:.3f} GB) -> {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from hpcdist.output import read_result
+    from hpcdist.show import format_attrs, format_result
+
+    try:
+        data, attrs = read_result(args.path)
+    except UserError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_attrs(args.path, attrs))
+    print(format_result(data))
+    return 0

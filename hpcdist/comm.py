@@ -1,0 +1,138 @@
+"""The MPI world: rank and size, collective verdicts, and ending every rank when one fails.
+
+This is the only module that imports mpi4py at top level. Plain ``python`` (no launcher) runs as a
+one-rank singleton, so everything here works with and without ``mpiexec``/``srun``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, TypeVar
+
+from mpi4py import MPI
+
+from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """A communicator plus the facts about it that the runtime needs."""
+
+    comm: MPI.Intracomm
+
+    @property
+    def rank(self) -> int:
+        return self.comm.Get_rank()
+
+    @property
+    def size(self) -> int:
+        return self.comm.Get_size()
+
+    @cached_property
+    def node_comm(self) -> MPI.Intracomm:
+        """The ranks that share this rank's node (shared-memory domain)."""
+        return self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+
+    @property
+    def node_rank(self) -> int:
+        return self.node_comm.Get_rank()
+
+    @property
+    def node_size(self) -> int:
+        return self.node_comm.Get_size()
+
+    @cached_property
+    def nodes(self) -> int:
+        """How many distinct nodes the world spans."""
+        leaders = 1 if self.node_rank == 0 else 0
+        return self.comm.allreduce(leaders)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def wtime(self) -> float:
+        return MPI.Wtime()
+
+    def synced_wtime(self) -> float:
+        """``MPI.Wtime`` after a barrier: the start or end of a region timed across all ranks."""
+        self.comm.Barrier()
+        return MPI.Wtime()
+
+    def agree(self, decide: Callable[[], T]) -> T:
+        """Run ``decide`` on rank 0 only and give every rank its value, or the same UserError.
+
+        Used for validating user input before any other collective, so a bad input yields one
+        message and exit code 2 on every rank instead of N tracebacks or a hang.
+        """
+        verdict: tuple[str, object]
+        if self.rank == 0:
+            try:
+                verdict = ("ok", decide())
+            except UserError as exc:
+                verdict = ("error", str(exc))
+        else:
+            verdict = ("", None)
+        if self.size > 1:
+            verdict = self.comm.bcast(verdict, root=0)
+        kind, value = verdict
+        if kind == "error":
+            raise UserError(str(value), agreed=True)
+        return value  # type: ignore[return-value]
+
+    def max_over_ranks(self, value: float) -> float:
+        return self.comm.allreduce(value, op=MPI.MAX) if self.size > 1 else value
+
+
+def world() -> World:
+    """The world of this process (``MPI.COMM_WORLD``)."""
+    return World(MPI.COMM_WORLD)
+
+
+def mpi_library() -> str:
+    """One line naming the MPI library, e.g. ``MPICH Version: 4.2.0``."""
+    return MPI.Get_library_version().strip().splitlines()[0].strip()
+
+
+def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
+    """Run ``main`` on this rank so that an error on any rank ends all ranks, never a hang.
+
+    - UserError agreed by all ranks: rank 0 prints one line, every rank returns 2.
+    - UserError on one rank only: that rank prints ``rank N: error: ...`` and aborts the job (2).
+    - Any other exception: that rank prints its traceback once, prefixed with its rank, and aborts (1).
+    """
+    comm = comm or MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    try:
+        return main()
+    except UserError as exc:
+        if exc.agreed:
+            if rank == 0:
+                print(f"hpcdist: error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        prefix = f"rank {rank}: " if size > 1 else ""
+        print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
+        return _abort(comm, EXIT_USAGE)
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 - every failure must end all ranks
+        text = traceback.format_exc()
+        lines = "".join(f"rank {rank}: {line}\n" for line in text.rstrip().splitlines())
+        sys.stderr.write(lines)
+        sys.stderr.flush()
+        return _abort(comm, EXIT_FAILURE)
+
+
+def _abort(comm: MPI.Intracomm, code: int) -> int:
+    """End every rank now. A singleton just returns its exit code (nothing else can hang)."""
+    if comm.Get_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.Abort(code)
+        os._exit(code)  # Abort does not return; this is belt and braces.
+    return code

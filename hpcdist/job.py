@@ -1,0 +1,104 @@
+"""The Job contract and loading a job file.
+
+A job file is a plain Python module that defines, in the spirit of dask's
+``reduction(chunk, combine, aggregate)``:
+
+- ``map(shard, ctx) -> partial``: one shard (rows along axis 0; the buffer is reused, so keep no
+  reference to it) to a partial: a numpy array or a dict of arrays.
+- ``combine(a, b) -> partial``: merge two partials; ``a`` covers earlier rows than ``b``.
+- ``finalize(partial, ctx) -> dict[str, array]``: the named results.
+
+and optionally ``PARAMS`` (``{name: Param(type, default, help)}``), ``INPUT_NDIM`` (allowed input
+dimensions), ``default_input(params) -> str`` (a source spec so the job runs with no file),
+``check(ctx)`` (raise UserError for params that do not fit the data; runs once, on rank 0) and, for
+multi-pass jobs, ``init(ctx) -> state`` and ``update(state, partial, ctx) -> (state, done)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+from hpcdist.errors import UserError
+from hpcdist.params import Param
+
+_REQUIRED = ("map", "combine", "finalize")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A loaded job: its functions, declared params and identity (name, path, source hash)."""
+
+    name: str
+    path: str
+    source_sha256: str
+    params: Mapping[str, Param]
+    map: Callable[..., Any]
+    combine: Callable[[Any, Any], Any]
+    finalize: Callable[..., Mapping[str, Any]]
+    default_input: Callable[[Mapping[str, Any]], str] | None = None
+    input_ndim: tuple[int, ...] | None = None
+    check: Callable[..., None] | None = None
+    init: Callable[..., Any] | None = None
+    update: Callable[..., Any] | None = None
+
+    @property
+    def multipass(self) -> bool:
+        return self.update is not None
+
+
+def load_job(path: str) -> Job:
+    """Import the job file at ``path``; a missing file or missing function is a UserError."""
+    if not os.path.isfile(path):
+        hint = " (give the path of a job file, e.g. jobs/stats.py)" if not path.endswith(".py") else ""
+        raise UserError(f"unknown job {path!r}: no such file{hint}")
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    module = _import_file(path)
+    missing = [name for name in _REQUIRED if not callable(getattr(module, name, None))]
+    if missing:
+        raise UserError(f"{path}: not a job: missing function(s) {', '.join(missing)}")
+    init, update = getattr(module, "init", None), getattr(module, "update", None)
+    if (init is None) != (update is None):
+        raise UserError(f"{path}: a multi-pass job defines both init() and update()")
+    params = getattr(module, "PARAMS", {})
+    if not isinstance(params, Mapping) or not all(isinstance(p, Param) for p in params.values()):
+        raise UserError(f"{path}: PARAMS must map names to hpcdist.Param(...)")
+    ndim = getattr(module, "INPUT_NDIM", None)
+    return Job(
+        name=getattr(module, "NAME", os.path.splitext(os.path.basename(path))[0]),
+        path=os.path.abspath(path),
+        source_sha256=digest,
+        params=dict(params),
+        map=module.map,
+        combine=module.combine,
+        finalize=module.finalize,
+        default_input=getattr(module, "default_input", None),
+        input_ndim=tuple(ndim) if ndim is not None else None,
+        check=getattr(module, "check", None),
+        init=init,
+        update=update,
+    )
+
+
+def _import_file(path: str) -> ModuleType:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = f"hpcdist_job_{stem}_{hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken job file is a bad input: say where, in one line
+        del sys.modules[name]
+        raise UserError(f"{path}: cannot load job: {type(exc).__name__}: {exc}") from exc
+    return module

@@ -1,0 +1,67 @@
+"""The plan: rows -> shards (aligned to the data's chunks) -> ranks (contiguous blocks).
+
+Pure functions of (rows, row size, alignment, ranks), testable without MPI. The shard layout never
+depends on the number of ranks: that is what lets the reduction give the same bits at any size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TARGET_SHARD_BYTES = 4 << 20   # a few MB: big enough to amortise per-shard overhead
+MIN_SHARD_BYTES = 256 << 10    # small data still gets split for parallelism...
+TARGET_SHARDS = 256            # ...into about this many shards, whatever the rank count
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """``shards`` shards of ``shard_rows`` rows each (the last may be shorter) over ``rows`` rows."""
+
+    rows: int
+    shard_rows: int
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.shard_rows < 1:
+            raise ValueError(f"need rows >= 1 and shard_rows >= 1, got {self.rows}, {self.shard_rows}")
+
+    @property
+    def shards(self) -> int:
+        return -(-self.rows // self.shard_rows)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        """Global rows ``[start, stop)`` of ``shard``."""
+        if not 0 <= shard < self.shards:
+            raise IndexError(f"shard {shard} out of range 0..{self.shards - 1}")
+        start = shard * self.shard_rows
+        return start, min(start + self.shard_rows, self.rows)
+
+    def block(self, rank: int, ranks: int) -> range:
+        """The contiguous shards of ``rank`` under the static schedule (may be empty)."""
+        return range(rank * self.shards // ranks, (rank + 1) * self.shards // ranks)
+
+
+def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1) -> int:
+    """A shard height from the data alone: ~``TARGET_SHARD_BYTES``, chunk-aligned.
+
+    Small datasets are cut into about ``TARGET_SHARDS`` shards (no smaller than
+    ``MIN_SHARD_BYTES``) so several ranks still get work.
+    """
+    row_bytes = max(row_bytes, 8)   # rows without stored values (range:N) count as 8 bytes
+    total = rows * row_bytes
+    target = min(TARGET_SHARD_BYTES, max(MIN_SHARD_BYTES, total // TARGET_SHARDS))
+    shard_rows = max(1, target // row_bytes)
+    return align_shard_rows(shard_rows, chunk_rows, rows)
+
+
+def align_shard_rows(shard_rows: int, chunk_rows: int, rows: int) -> int:
+    """Round to a whole number of chunks (at least one), never beyond the data."""
+    chunk_rows = max(1, chunk_rows)
+    aligned = max(chunk_rows, shard_rows - shard_rows % chunk_rows)
+    return max(1, min(aligned, rows))
+
+
+def plan_shards(rows: int, row_bytes: int, chunk_rows: int = 1, shard_rows: int | None = None) -> ShardPlan:
+    """The shard plan for a dataset; ``shard_rows`` given by the user is used as is."""
+    if shard_rows is None:
+        shard_rows = auto_shard_rows(rows, row_bytes, chunk_rows)
+    return ShardPlan(rows=rows, shard_rows=max(1, min(shard_rows, rows)))

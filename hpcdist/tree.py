@@ -1,0 +1,89 @@
+"""The fixed-order reduction tree over shard indices: the reason results have the same bits.
+
+Shards ``0..S-1`` are the leaves. Node ``(level, k)`` covers shards ``[k*2**level, (k+1)*2**level)``
+clipped to ``S``; it is ``combine(left, right)`` of its two children, or just the left child when the
+right one lies wholly past ``S``. The tree's shape depends on ``S`` alone, so whichever rank computes
+a node, at whatever rank count or after whatever restart, the same floating-point operations happen
+in the same order. A rank holding any set of shards folds every complete node it can; what is left
+(its *frontier*) is O(log S) nodes, which is all it ever has to send or checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from hpcdist.partials import Node, Partial
+
+Combine = Callable[[Partial, Partial], Partial]
+
+
+def height(shards: int) -> int:
+    """The root's level: the smallest h with 2**h >= shards."""
+    return max(0, (shards - 1).bit_length())
+
+
+def span(level: int, index: int, shards: int) -> tuple[int, int]:
+    """The shards ``[first, stop)`` under node ``(level, index)``."""
+    first = index << level
+    return first, min((index + 1) << level, shards)
+
+
+class Fold:
+    """A sorted stack of disjoint tree nodes that combines siblings as soon as both are present.
+
+    Push leaves (or whole nodes) in increasing shard order; ``merge`` takes nodes in any order.
+    """
+
+    def __init__(self, shards: int, combine: Combine) -> None:
+        self.shards = shards
+        self.combine = combine
+        self.top = height(shards)
+        self.nodes: list[Node] = []
+
+    def push_leaf(self, shard: int, partial: Partial) -> None:
+        self.push((0, shard, partial))
+
+    def push(self, node: Node) -> None:
+        """Add a node that starts after every node held; fold what becomes complete."""
+        if self.nodes:
+            last_level, last_index, _ = self.nodes[-1]
+            if span(node[0], node[1], self.shards)[0] < span(last_level, last_index, self.shards)[1]:
+                raise ValueError(f"node {node[:2]} pushed out of order after {(last_level, last_index)}")
+        self.nodes.append(node)
+        self._settle()
+
+    def merge(self, nodes: Iterable[Node]) -> None:
+        """Add nodes from elsewhere (another rank, a checkpoint), in any order."""
+        combined = sorted([*self.nodes, *nodes], key=lambda n: span(n[0], n[1], self.shards)[0])
+        self.nodes = []
+        for node in combined:
+            self.push(node)
+
+    def _settle(self) -> None:
+        nodes, shards = self.nodes, self.shards
+        while nodes:
+            level, index, partial = nodes[-1]
+            if level < self.top and index % 2 == 0 and (index + 1) << level >= shards:
+                nodes[-1] = (level + 1, index // 2, partial)   # right child is empty: promote
+                continue
+            if index % 2 == 1 and len(nodes) >= 2 and nodes[-2][:2] == (level, index - 1):
+                left = nodes[-2][2]
+                del nodes[-2:]
+                nodes.append((level + 1, index // 2, self.combine(left, partial)))
+                continue
+            break
+
+    @property
+    def done(self) -> bool:
+        """True when the whole tree is folded into its root."""
+        return len(self.nodes) == 1 and self.nodes[0][:2] == (self.top, 0)
+
+    def root(self) -> Partial:
+        if not self.done:
+            held = [n[:2] for n in self.nodes]
+            raise ValueError(f"tree over {self.shards} shards is incomplete; holding {held}")
+        return self.nodes[0][2]
+
+    def covered(self) -> int:
+        """How many shards the held nodes cover."""
+        return sum(b - a for a, b in (span(lv, ix, self.shards) for lv, ix, _ in self.nodes))
