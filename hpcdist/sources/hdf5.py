@@ -38,7 +38,7 @@ class HDF5Source(Source):
                 raise UserError(f"{path}:{dataset} is a group, not a dataset{_available(obj)}")
             where = f"{path}:{dataset}"
             check_not_empty(obj.shape, where)
-            self.dtype = check_numeric(obj.dtype, where)
+            self.dtype = check_numeric(obj.dtype, where).newbyteorder("=")  # HDF5 converts on read
         except UserError:
             self._file.close()
             raise
@@ -51,7 +51,7 @@ class HDF5Source(Source):
         self._fd = os.open(path, os.O_RDONLY) if (self._offset is not None or self._chunked_raw) else -1
 
     def _contiguous_offset(self) -> int | None:
-        if self._ds.chunks is not None or not self.dtype.isnative:
+        if self._ds.chunks is not None or not self._ds.dtype.isnative:
             return None
         return self._ds.id.get_offset()
 
@@ -62,7 +62,7 @@ class HDF5Source(Source):
             ds.chunks is not None
             and tuple(ds.chunks[1:]) == self.row_shape
             and ds.id.get_create_plist().get_nfilters() == 0
-            and self.dtype.isnative
+            and self._ds.dtype.isnative
         )
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
