@@ -39,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                      help="job parameter (repeatable)")
     run.add_argument("--shard-rows", type=_int, help="rows per shard (default: ~4 MB, chunk-aligned)")
+    ck = run.add_argument_group("checkpoint and restart")
+    ck.add_argument("--checkpoint", metavar="PATH", help="checkpoint file: resumed from if it exists")
+    ck.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                    help="write a checkpoint this often (default 60; fractions allowed)")
+    ck.add_argument("--checkpoint-every-shards", type=_int, metavar="N",
+                    help="also write after every N shards a rank completes")
+    ck.add_argument("--restart", default="auto", choices=["auto", "fresh", "require"],
+                    help="auto: resume if a matching checkpoint exists; fresh: start over; "
+                         "require: fail if there is nothing to resume")
+    ck.add_argument("--keep-checkpoint", action="store_true",
+                    help="keep the checkpoint, marked complete, after a successful run")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("gen", help="write a seeded synthetic dataset (streaming, any size)")
@@ -55,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a result file readably")
     info.add_argument("path")
     info.set_defaults(func=_cmd_info)
+
+    inspect = sub.add_parser("inspect", help="describe a checkpoint: progress, fingerprint, validity")
+    inspect.add_argument("path")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(func=_cmd_inspect)
     return parser
 
 
@@ -82,13 +98,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def body() -> int:
         from hpcdist.job import load_job
         from hpcdist.params import parse_assignments
+        from hpcdist.checkpoint import Interrupted
         from hpcdist.runtime import RunOptions, run
         from hpcdist.show import format_result
 
         given = w.agree(lambda: parse_assignments(args.param))
         w.agree(lambda: load_job(args.job) and None)
         job = load_job(args.job)
-        report = run(job, RunOptions(args.input, args.output, given, args.shard_rows), w)
+        options = RunOptions(args.input, args.output, given, args.shard_rows, args.checkpoint,
+                             args.checkpoint_every, args.checkpoint_every_shards, args.restart,
+                             args.keep_checkpoint)
+        try:
+            report = run(job, options, w)
+        except Interrupted as stop:
+            return _leave_interrupted(w, stop)
         if w.rank == 0:
             target = f" -> {args.output}" if args.output else ""
             a = report.attrs
@@ -99,6 +122,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
 
     return run_spmd(body, w.comm)
+
+
+def _leave_interrupted(w, stop) -> int:
+    """Every rank agreed to stop and rank 0 wrote the checkpoint: exit 75 ("requeue me").
+
+    Ranks leave without MPI_Finalize: messages of the abandoned pass may still be in flight.
+    """
+    from hpcdist.checkpoint import EXIT_REQUEUE
+
+    code = EXIT_REQUEUE if stop.saved else 1
+    if w.rank == 0:
+        print(f"hpcdist: {stop}; exit {code}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if w.size > 1:
+        os._exit(code)
+    return code
 
 
 def _cmd_gen(args: argparse.Namespace) -> int:
@@ -128,3 +168,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(format_attrs(args.path, attrs))
     print(format_result(data))
     return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from hpcdist.checkpoint.inspect import inspect_checkpoint
+
+    try:
+        text, valid = inspect_checkpoint(args.path, as_json=args.json)
+    except UserError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text)
+    return 0 if valid else 1

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, TypeVar
 
+import numpy as np
 from mpi4py import MPI
 
 from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError
@@ -87,6 +89,37 @@ class World:
 
     def max_over_ranks(self, value: float) -> float:
         return self.comm.allreduce(value, op=MPI.MAX) if self.size > 1 else value
+
+
+Poll = Callable[[], None]
+POLL_SLEEP_S = 0.0005
+
+
+def wait(request: MPI.Request, poll: Poll | None = None) -> None:
+    """Complete ``request`` while calling ``poll`` (signal checks, checkpoint traffic) meanwhile.
+
+    Ranks never sit in a blocking MPI call while another rank might need them to react.
+    """
+    if poll is None:
+        request.Wait()
+        return
+    while not request.Test():
+        poll()
+        time.sleep(POLL_SLEEP_S)
+
+
+def recv_bytes(comm: MPI.Intracomm, source: int, tag: int, poll: Poll | None = None) -> np.ndarray:
+    """Receive one byte message of unknown length, polling while it has not arrived."""
+    status = MPI.Status()
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        if poll is None:
+            comm.Probe(source=source, tag=tag, status=status)
+            break
+        poll()
+        time.sleep(POLL_SLEEP_S)
+    buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+    comm.Recv([buf, MPI.BYTE], source=status.Get_source(), tag=tag)
+    return buf
 
 
 def world() -> World:

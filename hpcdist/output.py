@@ -15,20 +15,20 @@ import numpy as np
 from hpcdist.errors import UserError
 
 
-def check_output_path(path: str) -> None:
-    """Fail early (before any compute) if the result could not be written at ``path``."""
+def check_output_path(path: str, what: str = "output") -> None:
+    """Fail early (before any compute) if a file could not be written at ``path``."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
-        raise UserError(f"output {path}: is a directory, expected a file name such as {path.rstrip('/')}/result.h5")
+        raise UserError(f"{what} {path}: is a directory, expected a file name such as {path.rstrip('/')}/result.h5")
     if not os.path.isdir(directory):
-        raise UserError(f"output {path}: directory {directory} does not exist")
+        raise UserError(f"{what} {path}: directory {directory} does not exist")
     probe = _temp_name(path)
     try:
         with open(probe, "wb"):
             pass
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"output {path}: directory {directory} is not writable ({exc.strerror})") from None
+        raise UserError(f"{what} {path}: directory {directory} is not writable ({exc.strerror})") from None
 
 
 def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:

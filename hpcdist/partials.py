@@ -54,8 +54,8 @@ def from_items(pairs: Iterable[tuple[str, np.ndarray]]) -> Partial:
     return dict(pairs)
 
 
-def encode(nodes: list[Node]) -> np.ndarray:
-    """Tree nodes -> one uint8 buffer for an MPI message."""
+def encode(nodes: list[Node], meta: Mapping | None = None) -> np.ndarray:
+    """Tree nodes (and a small JSON-able ``meta`` dict) -> one uint8 buffer for an MPI message."""
     header, blobs = [], []
     for level, index, partial in nodes:
         layout = []
@@ -64,18 +64,23 @@ def encode(nodes: list[Node]) -> np.ndarray:
             layout.append([name, arr.dtype.str, list(arr.shape)])
             blobs.append(arr.reshape(-1).view(np.uint8))
         header.append([level, index, layout])
-    head = json.dumps(header).encode()
+    head = json.dumps({"meta": meta or {}, "nodes": header}).encode()
     size = np.array([len(head)], dtype="<i8").view(np.uint8)
     return np.concatenate([size, np.frombuffer(head, dtype=np.uint8), *blobs])
 
 
 def decode(buf: np.ndarray) -> list[Node]:
-    """The inverse of :func:`encode`; the arrays are fresh copies."""
+    """The nodes of :func:`encode`'s buffer; the arrays are fresh copies."""
+    return decode_with_meta(buf)[0]
+
+
+def decode_with_meta(buf: np.ndarray) -> tuple[list[Node], dict]:
+    """The nodes and the ``meta`` dict of :func:`encode`'s buffer."""
     hlen = int(buf[:8].view("<i8")[0])
     header = json.loads(bytes(buf[8 : 8 + hlen]))
     pos = 8 + hlen
     nodes: list[Node] = []
-    for level, index, layout in header:
+    for level, index, layout in header["nodes"]:
         pairs = []
         for name, dtype, shape in layout:
             dt = np.dtype(dtype)
@@ -85,4 +90,4 @@ def decode(buf: np.ndarray) -> list[Node]:
             pairs.append((name, arr))
             pos += nbytes
         nodes.append((int(level), int(index), from_items(pairs)))
-    return nodes
+    return nodes, header["meta"]

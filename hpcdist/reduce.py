@@ -10,24 +10,27 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from hpcdist.comm import World
+from hpcdist.comm import Poll, World, recv_bytes, wait
 from hpcdist.partials import Partial, decode, encode
 from hpcdist.tree import Fold
 
 _TAG_FRONTIER = 7101
 
 
-def reduce_to_root(world: World, fold: Fold) -> Partial | None:
-    """Fold every rank's nodes into rank 0; returns the root there and None elsewhere."""
+def reduce_to_root(world: World, fold: Fold, poll: Poll | None = None) -> Partial | None:
+    """Fold every rank's nodes into rank 0; returns the root there and None elsewhere.
+
+    ``poll`` runs while a rank waits, so signals and checkpoint traffic are served meanwhile.
+    """
     comm, rank, size = world.comm, world.rank, world.size
     step = 1
     while step < size:
         if rank % (2 * step) == step:
             buf = encode(fold.nodes)
-            comm.Send([buf, MPI.BYTE], dest=rank - step, tag=_TAG_FRONTIER)
+            wait(comm.Isend([buf, MPI.BYTE], dest=rank - step, tag=_TAG_FRONTIER), poll)
             break
         if rank + step < size:
-            fold.merge(decode(_recv_bytes(comm, rank + step, _TAG_FRONTIER)))
+            fold.merge(decode(recv_bytes(comm, rank + step, _TAG_FRONTIER, poll)))
         step *= 2
     return fold.root() if rank == 0 else None
 
@@ -44,11 +47,3 @@ def broadcast(world: World, value: Partial | None) -> Partial:
         buf = np.empty(n, dtype=np.uint8)
     comm.Bcast([buf, MPI.BYTE], root=0)
     return decode(buf)[0][2]
-
-
-def _recv_bytes(comm: MPI.Intracomm, source: int, tag: int) -> np.ndarray:
-    status = MPI.Status()
-    comm.Probe(source=source, tag=tag, status=status)
-    buf = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
-    comm.Recv([buf, MPI.BYTE], source=source, tag=tag)
-    return buf

@@ -1,4 +1,4 @@
-"""One run, top to bottom: validate -> plan -> compile -> (passes of map + reduce) -> finalize -> output.
+"""One run, top to bottom: validate -> plan -> (resume) -> passes of map + reduce -> finalize -> output.
 
 Every rank executes this same function (SPMD). Input problems are decided on rank 0 and agreed by
 all ranks before any other collective, so they end the run with one message and exit code 2.
@@ -16,19 +16,21 @@ from typing import Any, Mapping
 import numpy as np
 
 import hpcdist
+from hpcdist import checkpoint as ckpt
 from hpcdist.comm import World, mpi_library
 from hpcdist.context import ShardContext
 from hpcdist.errors import UserError
 from hpcdist.job import Job
 from hpcdist.output import check_output_path, write_result
 from hpcdist.params import params_json, resolve_params
-from hpcdist.partials import Partial, check_partial
+from hpcdist.partials import Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
-from hpcdist.shards import ShardPlan, plan_shards
+from hpcdist.shards import ShardPlan, plan_shards, static_blocks
 from hpcdist.sources import Source, open_source
-from hpcdist.tree import Fold
+from hpcdist.tree import Fold, span
 
 MAX_PASSES = 10_000
+RESTART_MODES = ("auto", "fresh", "require")
 
 
 @dataclass
@@ -39,11 +41,16 @@ class RunOptions:
     output: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     shard_rows: int | None = None
+    checkpoint: str | None = None
+    checkpoint_every: float = 60.0
+    checkpoint_every_shards: int | None = None
+    restart: str = "auto"
+    keep_checkpoint: bool = False
 
 
 @dataclass
 class RunReport:
-    """What a run did. ``results`` and the ``*_max_s`` timings are filled on rank 0 only."""
+    """What a run did. ``results`` and ``attrs`` are filled on rank 0 only."""
 
     results: dict[str, np.ndarray] | None
     attrs: dict[str, Any]
@@ -52,10 +59,25 @@ class RunReport:
 
 @dataclass
 class _Clock:
+    shards: int = 0
     compile: float = 0.0
     read: float = 0.0
     compute: float = 0.0
     reduce: float = 0.0
+
+    def row(self) -> tuple[float, ...]:
+        return (self.shards, self.compile, self.read, self.compute, self.reduce)
+
+
+@dataclass
+class _Resume:
+    """Where a run starts: a pass, the shards already folded in it, and (rank 0) their nodes."""
+
+    pass_index: int = 0
+    done: list[tuple[int, int]] = field(default_factory=list)   # (level, index) of saved nodes
+    complete: bool = False
+    generation: int = 0
+    has_state: bool = False
 
 
 def run(job: Job, options: RunOptions, world: World) -> RunReport:
@@ -64,29 +86,160 @@ def run(job: Job, options: RunOptions, world: World) -> RunReport:
     spec = options.input or _default_input(job, params)
     world.agree(lambda: _validate(job, spec, options, params))
     source = open_source(spec)
-    nodes = world.nodes  # collective: every rank asks now, rank 0 records it later
+    nodes_in_world = world.nodes  # collective: every rank asks now, rank 0 records it later
     try:
         plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows)
-        mine = plan.block(world.rank, world.size)
         base = ShardContext(params=params, rows=source.rows, row_shape=source.row_shape, dtype=source.dtype)
-        clock = _Clock()
-        root, ctx, passes = _passes(job, source, plan, mine, base, world, clock)
+        fp = ckpt.fingerprint(job, params_json(params), source.describe(), plan.shards, plan.shard_rows,
+                              hpcdist.__version__)
+        saved: list[ckpt.Checkpoint] = []          # rank 0 only: the checkpoint resumed from
+        resume = world.agree(lambda: _resume_point(options, fp, saved))
+        if resume.complete:
+            return _from_complete(job, saved, options, world, source, plan, params, nodes_in_world, start)
+        def attrs_for(passes: int, timings: list[tuple], shards_resumed: int) -> dict[str, Any]:
+            attrs = _attrs(job, params, source, plan, world, nodes_in_world, passes, timings,
+                           elapsed=world.wtime() - start)
+            attrs["shards_resumed"] = shards_resumed
+            attrs["shards_computed"] = int(sum(t[0] for t in timings))
+            return attrs
+
+        run_ = _Run(job, options, world, source, plan, base, fp, resume, saved[0] if saved else None, attrs_for)
+        results, attrs = run_.passes()
     finally:
         source.close()
+    return RunReport(results=results, attrs=attrs, shards_here=run_.clock.shards)
 
-    results, attrs = None, {}
-    if world.rank == 0:
-        results = _check_results(job, job.finalize(root, ctx))
-    timings = world.comm.gather((len(mine), clock.compile, clock.read, clock.compute, clock.reduce), root=0)
-    if world.rank == 0:
-        attrs = _attrs(job, params, source, plan, world, nodes, passes, timings,
-                       elapsed=world.wtime() - start)
-        if options.output:
-            t = time.perf_counter()
-            write_result(options.output, results, attrs)
-            attrs["output_s"] = time.perf_counter() - t
-    world.barrier()  # all ranks end together: a failed write on rank 0 aborts the others
-    return RunReport(results=results, attrs=attrs, shards_here=len(mine))
+
+class _Run:
+    """The passes of one run on this rank, with progress reported to the checkpoint coordinator."""
+
+    def __init__(self, job: Job, options: RunOptions, world: World, source: Source, plan: ShardPlan,
+                 base: ShardContext, fp: dict, resume: _Resume, saved: ckpt.Checkpoint | None,
+                 attrs_for: Any) -> None:
+        self.job, self.options, self.world, self.source, self.plan = job, options, world, source, plan
+        self.base, self.fp, self.resume, self.saved, self.attrs_for = base, fp, resume, saved, attrs_for
+        self.clock = _Clock()
+        self.state: dict[str, np.ndarray] | None = None
+        self.generation = resume.generation
+        self.shards_resumed = sum(b - a for a, b in (span(lv, ix, plan.shards) for lv, ix in resume.done))
+
+    def passes(self) -> tuple[dict | None, dict[str, Any]]:
+        """Run every pass; rank 0 returns the results and the output attributes."""
+        job, world, options = self.job, self.world, self.options
+        self.state = self._initial_state()
+        self.clock.compile = _warm_up(job, self.source, self.plan, replace(self.base, state=self.state), world)
+        policy = ckpt.Policy(every_s=options.checkpoint_every, every_shards=options.checkpoint_every_shards,
+                             enabled=options.checkpoint is not None)
+        writer = self._write_checkpoint if (world.rank == 0 and options.checkpoint) else None
+        with ckpt.stop_on_signals(policy.enabled) as stop:
+            coord = ckpt.Coordinator(world, policy, stop, writer)
+            for pass_index in range(self.resume.pass_index, MAX_PASSES):
+                ctx = replace(self.base, pass_index=pass_index, state=self.state)
+                root = self._one_pass(ctx, coord)
+                timings = coord.end_pass(self.clock.row())
+                done, results, attrs = self._finish_pass(root, ctx, coord, timings)
+                if done:
+                    return results, attrs
+                if writer is not None:
+                    coord.begin_pass(pass_index + 1, list)
+                    coord.checkpoint_now()
+        raise UserError(f"job {job.name} did not finish in {MAX_PASSES} passes")
+
+    def _initial_state(self) -> dict[str, np.ndarray] | None:
+        if not self.job.multipass:
+            return None
+        if self.resume.has_state:
+            value = self.saved.state if self.world.rank == 0 else None
+        else:
+            first = replace(self.base, sample=_sampler(self.source))
+            value = check_partial(self.job.init(first), f"{self.job.name}.init") if self.world.rank == 0 else None
+        return dict(broadcast(self.world, value))
+
+    def _one_pass(self, ctx: ShardContext, coord: ckpt.Coordinator) -> Partial | None:
+        job, plan, world, clock = self.job, self.plan, self.world, self.clock
+        resumed_here = ctx.pass_index == self.resume.pass_index
+        done = set()
+        if resumed_here:
+            for lv, ix in self.resume.done:
+                done.update(range(*span(lv, ix, plan.shards)))
+        restored: list[Node] = list(self.saved.nodes) if (resumed_here and self.saved) else []
+        todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
+        fold = Fold(plan.shards, job.combine)
+        coord.begin_pass(ctx.pass_index, lambda: fold.nodes + restored)
+        buf = self.source.empty(min(plan.shard_rows, plan.rows))
+        for shard in static_blocks(todo, world.rank, world.size):
+            coord.poll()
+            first_row, stop = plan.bounds(shard)
+            t0 = time.perf_counter()
+            data = self.source.read(first_row, stop, buf)
+            t1 = time.perf_counter()
+            shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
+            fold.push_leaf(shard, check_partial(job.map(data, shard_ctx), f"{job.name}.map"))
+            t2 = time.perf_counter()
+            clock.shards += 1
+            clock.read += t1 - t0
+            clock.compute += t2 - t1
+            coord.after_shard(t2 - t0)
+        if restored:
+            fold.merge(restored)
+            restored.clear()
+        t = time.perf_counter()
+        root = reduce_to_root(world, fold, coord.poll)
+        clock.reduce += time.perf_counter() - t
+        return root
+
+    def _finish_pass(self, root: Partial | None, ctx: ShardContext, coord: ckpt.Coordinator,
+                     timings: list[tuple] | None) -> tuple[bool, dict | None, dict[str, Any]]:
+        """Rank 0 decides (update, or finalize + output); every rank learns the next state.
+
+        The output is written before the other ranks are released, so a failed write aborts them.
+        """
+        results, attrs = None, {}
+        if self.world.rank == 0:
+            done, new_state = True, self.state
+            if self.job.multipass:
+                new_state, done = self.job.update(self.state, root, ctx)
+                new_state = dict(check_partial(new_state, f"{self.job.name}.update"))
+            if done:
+                final_ctx = replace(ctx, state=new_state)
+                results = _check_results(self.job, self.job.finalize(root, final_ctx))
+                attrs = self.attrs_for(ctx.pass_index + 1, timings, self.shards_resumed)
+                self._deliver(results, attrs, coord)
+            payload = {**(new_state or {}), "__done__": np.asarray(bool(done))}
+            coord.send_result(encode([(0, 0, payload)]))
+        else:
+            payload = dict(decode(coord.wait_result())[0][2])
+        done = bool(payload.pop("__done__"))
+        self.state = payload if self.job.multipass else None
+        return done, results, attrs
+
+    def _deliver(self, results: dict[str, np.ndarray], attrs: dict[str, Any], coord: ckpt.Coordinator) -> None:
+        """Rank 0: the output file first, then the checkpoint is marked complete or removed."""
+        path = self.options.checkpoint
+        if self.options.output:
+            write_result(self.options.output, results, attrs)
+        if path and self.options.keep_checkpoint:
+            self.generation += 1
+            ranks, busy = coord.progress()
+            ckpt.save(path, ckpt.Checkpoint(fingerprint=self.fp, pass_index=0, nodes=[], complete=True,
+                                            results=results, generation=self.generation,
+                                            ranks=self.world.size, rank_shards=ranks, rank_busy_s=busy))
+        elif path:
+            ckpt.remove(path)
+
+    def _write_checkpoint(self, nodes: list[Node], pass_index: int, ranks: list[int], busy: list[float]) -> bool:
+        """Rank 0's writer for the coordinator: never fails the run, reports and keeps going."""
+        self.generation += 1
+        snapshot = ckpt.Checkpoint(fingerprint=self.fp, pass_index=pass_index, nodes=nodes,
+                                   state=self.state, generation=self.generation, ranks=self.world.size,
+                                   rank_shards=ranks, rank_busy_s=busy)
+        try:
+            ckpt.save(self.options.checkpoint, snapshot)
+            return True
+        except OSError as exc:
+            print(f"hpcdist: warning: checkpoint not written to {self.options.checkpoint}: {exc}; "
+                  f"the previous generation stays valid", file=sys.stderr, flush=True)
+            return False
 
 
 def _default_input(job: Job, params: Mapping[str, Any]) -> str:
@@ -110,6 +263,58 @@ def _validate(job: Job, spec: str, options: RunOptions, params: Mapping[str, Any
         raise UserError(f"--shard-rows must be >= 1, got {options.shard_rows}")
     if options.output:
         check_output_path(options.output)
+    if options.checkpoint:
+        check_output_path(options.checkpoint, what="checkpoint")
+        if not options.checkpoint_every > 0:
+            raise UserError(f"--checkpoint-every must be > 0 seconds, got {options.checkpoint_every}")
+        if options.checkpoint_every_shards is not None and options.checkpoint_every_shards < 1:
+            raise UserError(f"--checkpoint-every-shards must be >= 1, got {options.checkpoint_every_shards}")
+    if options.restart not in RESTART_MODES:
+        raise UserError(f"--restart must be one of {', '.join(RESTART_MODES)}, got {options.restart!r}")
+    if options.restart != "auto" and not options.checkpoint:
+        raise UserError(f"--restart={options.restart} needs --checkpoint PATH")
+
+
+def _resume_point(options: RunOptions, fp: dict, saved: list) -> _Resume:
+    """Rank 0: find, verify and describe the checkpoint to resume from (or none)."""
+    path = options.checkpoint
+    if not path:
+        return _Resume()
+    if options.restart == "fresh":
+        ckpt.remove(path)
+        return _Resume()
+    found, warnings = ckpt.load(path)
+    for warning in warnings:
+        print(f"hpcdist: warning: {warning}", file=sys.stderr, flush=True)
+    if found is None:
+        if options.restart == "require":
+            raise UserError(f"--restart=require: there is no checkpoint at {path}")
+        return _Resume()
+    diffs = ckpt.differences(found.fingerprint, fp)
+    if diffs:
+        raise UserError(f"checkpoint {path} belongs to another run: {'; '.join(diffs)} "
+                        f"(use --restart=fresh to start over)")
+    saved.append(found)
+    what = "complete" if found.complete else f"{found.shards_done():,} of {found.shards:,} shards done"
+    in_pass = f" in pass {found.pass_index + 1}" if found.state is not None else ""
+    print(f"hpcdist: resuming from {path}: {what}{in_pass} (generation {found.generation}, "
+          f"written {found.written_utc} by {found.ranks} rank(s))", file=sys.stderr, flush=True)
+    return _Resume(pass_index=found.pass_index, done=[(lv, ix) for lv, ix, _ in found.nodes],
+                   complete=found.complete, generation=found.generation, has_state=found.state is not None)
+
+
+def _from_complete(job, saved, options, world, source, plan, params, nodes_in_world, start) -> RunReport:
+    """A kept, complete checkpoint: the results without recomputing anything."""
+    results, attrs = None, {}
+    if world.rank == 0:
+        results = dict(saved[0].results)
+        attrs = _attrs(job, params, source, plan, world, nodes_in_world, 0, [(0, 0.0, 0.0, 0.0, 0.0)] * world.size,
+                       elapsed=world.wtime() - start)
+        attrs["shards_resumed"], attrs["shards_computed"] = plan.shards, 0
+        if options.output:
+            write_result(options.output, results, attrs)
+    world.barrier()
+    return RunReport(results=results, attrs=attrs, shards_here=0)
 
 
 def _warm_up(job: Job, source: Source, plan: ShardPlan, base: ShardContext, world: World) -> float:
@@ -118,7 +323,6 @@ def _warm_up(job: Job, source: Source, plan: ShardPlan, base: ShardContext, worl
     rows = min(plan.rows, 16)
     tiny = source.read(0, rows, source.empty(rows))
     ctx = replace(base, index=0, start=0, stop=rows)
-    node = world.node_comm
     elapsed = 0.0
     for turn in (0, 1):
         if (world.node_rank == 0) == (turn == 0):
@@ -126,46 +330,8 @@ def _warm_up(job: Job, source: Source, plan: ShardPlan, base: ShardContext, worl
             job.map(tiny, ctx)
             elapsed = time.perf_counter() - t
         if world.node_size > 1:
-            node.Barrier()
+            world.node_comm.Barrier()
     return elapsed
-
-
-def _passes(job: Job, source: Source, plan: ShardPlan, mine: range, base: ShardContext,
-            world: World, clock: _Clock) -> tuple[Partial | None, ShardContext, int]:
-    """Map every shard of this rank and reduce, once, or until a multi-pass job's update is done."""
-    state = None
-    if job.multipass:
-        first = replace(base, sample=_sampler(source))
-        state = broadcast(world, job.init(first) if world.rank == 0 else None)
-    clock.compile = _warm_up(job, source, plan, replace(base, state=state), world)
-    buf = source.empty(min(plan.shard_rows, plan.rows))
-    for pass_index in range(MAX_PASSES):
-        ctx = replace(base, pass_index=pass_index, state=state)
-        fold = Fold(plan.shards, job.combine)
-        for shard in mine:
-            first_row, stop = plan.bounds(shard)
-            t0 = time.perf_counter()
-            data = source.read(first_row, stop, buf)
-            t1 = time.perf_counter()
-            shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
-            fold.push_leaf(shard, check_partial(job.map(data, shard_ctx), f"{job.name}.map"))
-            clock.read += t1 - t0
-            clock.compute += time.perf_counter() - t1
-        t = time.perf_counter()
-        root = reduce_to_root(world, fold)
-        clock.reduce += time.perf_counter() - t
-        if not job.multipass:
-            return root, ctx, 1
-        verdict = None
-        if world.rank == 0:
-            new_state, done = job.update(state, root, ctx)
-            verdict = {**check_partial(new_state, f"{job.name}.update"), "__done__": np.asarray(bool(done))}
-        verdict = broadcast(world, verdict)
-        done = bool(verdict.pop("__done__"))
-        if done:
-            return root, replace(ctx, state=verdict), pass_index + 1
-        state = verdict
-    raise UserError(f"job {job.name} did not finish in {MAX_PASSES} passes")
 
 
 def _sampler(source: Source):
@@ -207,7 +373,7 @@ def _attrs(job: Job, params: Mapping[str, Any], source: Source, plan: ShardPlan,
         "read_s": max(read_s),
         "compute_s": max(compute_s),
         "reduce_s": max(reduce_s),
-        "rank_shards": shards,
+        "rank_shards": [int(s) for s in shards],
         "rank_busy_s": [r + c for r, c in zip(read_s, compute_s)],
         "hostname": socket.gethostname(),
         "mpi": mpi_library(),

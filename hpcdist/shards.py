@@ -7,6 +7,7 @@ depends on the number of ranks: that is what lets the reduction give the same bi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 TARGET_SHARD_BYTES = 4 << 20   # a few MB: big enough to amortise per-shard overhead
 MIN_SHARD_BYTES = 256 << 10    # small data still gets split for parallelism...
@@ -38,6 +39,11 @@ class ShardPlan:
     def block(self, rank: int, ranks: int) -> range:
         """The contiguous shards of ``rank`` under the static schedule (may be empty)."""
         return range(rank * self.shards // ranks, (rank + 1) * self.shards // ranks)
+
+
+def static_blocks(shards: Sequence[int], rank: int, ranks: int) -> Sequence[int]:
+    """Contiguous runs of ``shards`` (sorted) per rank; after a resume, the shards still to do."""
+    return shards[rank * len(shards) // ranks : (rank + 1) * len(shards) // ranks]
 
 
 def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1) -> int:

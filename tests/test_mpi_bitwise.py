@@ -56,7 +56,9 @@ def test_output_records_the_run(inputs, tmp_path):
     assert a["job"] == "stats" and a["ranks"] == 3 and a["shards"] == 10 and a["rows"] == 9001
     assert a["input"].endswith("x.npy") and a["hpcdist_version"]
     assert a["elapsed_s"] > 0 and a["compile_s"] >= 0
-    assert list(a["rank_shards"]) == [3, 3, 4]
+    assert a["passes"] == 2                             # a range pass, then the statistics
+    assert list(a["rank_shards"]) == [6, 6, 8]          # shards mapped per rank, all passes
+    assert a["shards_computed"] == 20 and a["shards_resumed"] == 0
     assert '"bins": 64' in a["params"]
 
 

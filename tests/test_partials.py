@@ -27,7 +27,7 @@ def test_round_trip_keeps_dtypes_shapes_and_bits():
 def test_the_wire_format_is_json_plus_raw_bytes():
     buf = encode([(0, 0, {"x": np.array([1.5])})])
     header_len = int(buf[:8].view("<i8")[0])
-    assert bytes(buf[8:8 + header_len]).startswith(b"[[0, 0, [[\"x\", \"<f8\", [1]]]]]")
+    assert bytes(buf[8:8 + header_len]) == b'{"meta": {}, "nodes": [[0, 0, [["x", "<f8", [1]]]]]}'
 
 
 @pytest.mark.parametrize("bad", [[1, 2], {"x": [1.0]}, {"x": np.array(["a"])}, {1: np.zeros(1)}, None])

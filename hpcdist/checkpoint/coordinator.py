@@ -1,0 +1,293 @@
+"""Progress across ranks without stalling them: snapshots, checkpoint writes and agreed stops.
+
+No rank ever waits for a checkpoint. Each rank sends rank 0 a *snapshot* of its folded nodes (a
+small Isend) every so often; rank 0, between its own shards, keeps the newest snapshot of every
+rank and writes a checkpoint from their union when one is due. Ranks own disjoint shards and tree
+nodes either nest or are disjoint, so the union, keeping only the outermost nodes, holds every
+finished shard exactly once, even when snapshots were taken at different moments or a child's
+nodes were already merged into its parent during the reduction.
+
+A stop (SIGTERM, SIGINT or SIGUSR1 on any rank) goes to rank 0, which tells every rank; each sends a
+final snapshot, rank 0 writes the checkpoint, and every rank leaves with :class:`Interrupted`.
+
+Every wait in a pass is a polling loop (:func:`hpcdist.comm.wait`), so a rank always answers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcdist.comm import POLL_SLEEP_S, World, recv_bytes, wait
+from hpcdist.partials import Node, decode_with_meta, encode
+from hpcdist.checkpoint.signals import StopFlag
+
+_SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT, _TALLY, _RESULT = range(7301, 7308)
+
+
+class Interrupted(Exception):
+    """Every rank stopped at a safe point after a signal; ``saved`` tells if the checkpoint was written."""
+
+    def __init__(self, saved: bool, signal_name: str) -> None:
+        super().__init__(f"stopped by {signal_name}; checkpoint {'written' if saved else 'NOT written'}")
+        self.saved = saved
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When ranks report progress and rank 0 writes: every ``every_s`` seconds or ``every_shards``."""
+
+    every_s: float = 60.0
+    every_shards: int | None = None
+    enabled: bool = False
+
+
+# rank 0: write a checkpoint of (nodes, pass index, shards done per rank, busy s per rank); False on failure
+Writer = Callable[[list[Node], int, list[int], list[float]], bool]
+
+
+def outermost(nodes: list[Node]) -> list[Node]:
+    """Drop every node that lies under another node of the list (and duplicates)."""
+    keys = {(lv, ix): (lv, ix, p) for lv, ix, p in nodes}
+    top = max((lv for lv, _ in keys), default=0)
+    keep = []
+    for lv, ix in keys:
+        if not any((lv + up, ix >> up) in keys for up in range(1, top - lv + 1)):
+            keep.append(keys[(lv, ix)])
+    return sorted(keep, key=lambda n: n[1] << n[0])
+
+
+class Coordinator:
+    """One per rank and run. Call :meth:`after_shard` after each shard, pass :meth:`poll` to
+    every wait, and end each pass with :meth:`end_pass`."""
+
+    def __init__(self, world: World, policy: Policy, stop: StopFlag, writer: Writer | None) -> None:
+        self.world = world
+        self.ctl = world.comm.Dup()          # control traffic never matches data messages
+        self.policy, self.stop, self.writer = policy, stop, writer
+        self.rank, self.size = world.rank, world.size
+        self.nodes: Callable[[], list[Node]] = list
+        self.pass_index = 0
+        self.shards_done = 0
+        self.busy_s = 0.0
+        self._seq = 0
+        self._sent_snapshots = 0
+        self._sent_stop_requests = 0
+        self._pending: list[tuple[MPI.Request, np.ndarray]] = []
+        self._last_report = time.monotonic()
+        self._shards_at_report = 0
+        # rank 0's view of everyone
+        self._latest: dict[int, tuple[int, list[Node]]] = {}
+        self._received: dict[int, int] = {}
+        self._stop_requests: dict[int, int] = {}
+        self._rank_progress: dict[int, tuple[int, float]] = {}
+        self._stop_wanted = False
+        self._dirty = False
+        self._tallies: dict[int, dict] = {}
+
+    # ---- every rank --------------------------------------------------------------------------
+
+    def begin_pass(self, pass_index: int, nodes: Callable[[], list[Node]]) -> None:
+        """``nodes()`` returns this rank's current folded nodes (the pass's progress)."""
+        self.pass_index, self.nodes = pass_index, nodes
+        self._latest = {}
+        self._last_report = time.monotonic()
+
+    def after_shard(self, busy_s: float) -> None:
+        self.shards_done += 1
+        self.busy_s += busy_s
+        self._dirty = True
+        self.poll()
+
+    def poll(self) -> None:
+        """Serve control traffic; raises :class:`Interrupted` when the ranks agreed to stop."""
+        if self.rank == 0:
+            self._root_poll()
+        else:
+            self._rank_poll()
+
+    def end_pass(self, timings: tuple[float, ...]) -> list[tuple[float, ...]] | None:
+        """After the reduction: account for every message of the pass. Rank 0 gets all timings."""
+        if self.rank != 0:
+            meta = {"snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests,
+                    "timings": list(timings), "shards": self.shards_done, "busy_s": self.busy_s}
+            self._isend(encode([], meta), 0, _TALLY)
+            return None
+        while len(self._tallies) < self.size - 1:
+            self._serve()
+            if len(self._tallies) < self.size - 1:
+                time.sleep(POLL_SLEEP_S)
+        tallies, self._tallies = self._tallies, {}
+        for r, meta in tallies.items():
+            self._drain(r, meta["snapshots"], meta["stop_requests"])
+            self._rank_progress[r] = (meta["shards"], meta["busy_s"])
+        return [timings] + [tuple(tallies[r]["timings"]) for r in range(1, self.size)]
+
+    def send_result(self, payload: np.ndarray) -> None:
+        """Rank 0: the pass's outcome (next state or "done") to every other rank."""
+        for r in range(1, self.size):
+            self._isend(payload, r, _RESULT)
+        self._complete_sends()
+
+    def wait_result(self) -> np.ndarray:
+        """Other ranks: wait for rank 0's outcome while still answering a stop."""
+        buf = recv_bytes(self.ctl, 0, _RESULT, self._waiting_poll)
+        self._complete_sends()
+        return buf
+
+    def progress(self) -> tuple[list[int], list[float]]:
+        """Rank 0: shards done and busy seconds per rank, as last reported."""
+        own = {0: (self.shards_done, self.busy_s)}
+        table = {**self._rank_progress, **own}
+        return [table.get(r, (0, 0.0))[0] for r in range(self.size)], \
+               [table.get(r, (0, 0.0))[1] for r in range(self.size)]
+
+    def checkpoint_now(self) -> bool:
+        """Rank 0: write a checkpoint of what is known now (at a pass boundary, say)."""
+        return self._write(force=True)
+
+    # ---- ranks other than 0 ------------------------------------------------------------------
+
+    def _rank_poll(self) -> None:
+        if self.stop.is_set and self._sent_stop_requests == 0:
+            self._isend(encode([], {}), 0, _STOP_REQUEST)
+            self._sent_stop_requests = 1
+        if self.ctl.Iprobe(source=0, tag=_STOP):
+            self._follow_stop()
+        if self.policy.enabled and self._due():
+            self._seq += 1
+            self._isend(encode(self.nodes(), self._meta()), 0, _SNAPSHOT)
+            self._sent_snapshots += 1
+            self._mark_reported()
+        self._reap()
+
+    def _waiting_poll(self) -> None:
+        """While waiting for rank 0's result: only a stop can interrupt; progress is already told."""
+        if self.ctl.Iprobe(source=0, tag=_STOP):
+            self._follow_stop()
+
+    def _follow_stop(self) -> None:
+        self.ctl.Recv([np.empty(0, np.uint8), MPI.BYTE], source=0, tag=_STOP)
+        self._seq += 1
+        meta = {**self._meta(), "snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests}
+        self._isend(encode(self.nodes(), meta), 0, _FINAL)
+        verdict = recv_bytes(self.ctl, 0, _EXIT)
+        self._complete_sends()
+        raise Interrupted(bool(verdict[0]), self.stop.name or "rank 0")
+
+    # ---- rank 0 ------------------------------------------------------------------------------
+
+    def _root_poll(self) -> None:
+        self._serve()
+        if self.stop.is_set or self._stop_wanted:
+            self._lead_stop()
+        if self.policy.enabled and self._due():
+            self._write()
+
+    def _serve(self) -> None:
+        """Read every waiting snapshot, stop request and end-of-pass tally."""
+        status = MPI.Status()
+        while self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+            tag, src = status.Get_tag(), status.Get_source()
+            if tag not in (_SNAPSHOT, _STOP_REQUEST, _TALLY):
+                break                       # _FINAL is only read while leading a stop
+            buf = recv_bytes(self.ctl, src, tag)
+            nodes, meta = decode_with_meta(buf)
+            if tag == _SNAPSHOT:
+                self._received[src] = self._received.get(src, 0) + 1
+                self._take_snapshot(src, nodes, meta)
+            elif tag == _STOP_REQUEST:
+                self._stop_requests[src] = self._stop_requests.get(src, 0) + 1
+                self._stop_wanted = True
+            else:
+                self._tallies[src] = meta       # src finished its part of the pass
+
+    def _take_snapshot(self, src: int, nodes: list[Node], meta: dict) -> None:
+        if meta.get("pass") != self.pass_index:
+            return                          # from an earlier pass: superseded
+        if src not in self._latest or self._latest[src][0] < meta["seq"]:
+            self._latest[src] = (meta["seq"], nodes)
+            self._rank_progress[src] = (meta["shards"], meta["busy_s"])
+            self._dirty = True
+
+    def _drain(self, src: int, snapshots: int, stop_requests: int) -> None:
+        """Receive whatever ``src`` sent that rank 0 has not read yet (its sends can then complete)."""
+        while self._received.get(src, 0) < snapshots:
+            nodes, meta = decode_with_meta(recv_bytes(self.ctl, src, _SNAPSHOT))
+            self._received[src] = self._received.get(src, 0) + 1
+            self._take_snapshot(src, nodes, meta)
+        while self._stop_requests.get(src, 0) < stop_requests:
+            recv_bytes(self.ctl, src, _STOP_REQUEST)
+            self._stop_requests[src] = self._stop_requests.get(src, 0) + 1
+            self._stop_wanted = True
+
+    def _lead_stop(self) -> None:
+        name = self.stop.name or "a signal on another rank"
+        print(f"hpcdist: {name}: stopping all {self.size} rank(s) at the next shard boundary "
+              f"and checkpointing", file=sys.stderr, flush=True)
+        for r in range(1, self.size):
+            self._isend(np.empty(0, np.uint8), r, _STOP)
+        finals: dict[int, dict] = {}
+        status = MPI.Status()
+        while len(finals) < self.size - 1:
+            if self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=_FINAL, status=status):
+                src = status.Get_source()
+                nodes, meta = decode_with_meta(recv_bytes(self.ctl, src, _FINAL))
+                finals[src] = meta
+                self._take_snapshot(src, nodes, meta)
+            else:
+                self._serve()               # keep reading snapshots so senders never block
+                time.sleep(POLL_SLEEP_S)
+        for r, meta in finals.items():
+            self._drain(r, meta["snapshots"], meta["stop_requests"])
+        saved = self._write(force=True) if self.policy.enabled else False
+        for r in range(1, self.size):
+            self._isend(np.array([1 if saved else 0], np.uint8), r, _EXIT)
+        self._complete_sends()
+        raise Interrupted(saved, name)
+
+    def _write(self, force: bool = False) -> bool:
+        if self.writer is None or not (self._dirty or force):
+            return True
+        union = list(self.nodes())
+        for _, nodes in self._latest.values():
+            union.extend(nodes)
+        ok = self.writer(outermost(union), self.pass_index, *self.progress())
+        self._dirty = False
+        self._mark_reported()
+        return ok
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {"seq": self._seq, "pass": self.pass_index, "shards": self.shards_done, "busy_s": self.busy_s}
+
+    def _due(self) -> bool:
+        if not self._dirty:
+            return False
+        if time.monotonic() - self._last_report >= self.policy.every_s:
+            return True
+        n = self.policy.every_shards
+        return n is not None and self.shards_done - self._shards_at_report >= n
+
+    def _mark_reported(self) -> None:
+        self._last_report = time.monotonic()
+        self._shards_at_report = self.shards_done
+        if self.rank != 0:
+            self._dirty = False
+
+    def _isend(self, buf: np.ndarray, dest: int, tag: int) -> None:
+        self._pending.append((self.ctl.Isend([buf, MPI.BYTE], dest=dest, tag=tag), buf))
+
+    def _reap(self) -> None:
+        self._pending = [(req, buf) for req, buf in self._pending if not req.Test()]
+
+    def _complete_sends(self) -> None:
+        for req, _ in self._pending:
+            wait(req)
+        self._pending = []
