@@ -89,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcdist.checkpoint.signals import stop_on_signals
+
+    # handlers first, before MPI and numba start: a signal during start-up is a stop, not a kill
+    with stop_on_signals(args.checkpoint is not None) as stop:
+        return _run_command(args, stop)
+
+
+def _run_command(args: argparse.Namespace, stop) -> int:
     from hpcdist import numba_env
     from hpcdist.comm import run_spmd, world
 
@@ -109,9 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              args.checkpoint_every, args.checkpoint_every_shards, args.restart,
                              args.keep_checkpoint)
         try:
-            report = run(job, options, w)
-        except Interrupted as stop:
-            return _leave_interrupted(w, stop)
+            report = run(job, options, w, stop)
+        except Interrupted as interrupted:
+            return _leave_interrupted(w, interrupted)
         if w.rank == 0:
             target = f" -> {args.output}" if args.output else ""
             a = report.attrs

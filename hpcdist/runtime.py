@@ -80,7 +80,10 @@ class _Resume:
     has_state: bool = False
 
 
-def run(job: Job, options: RunOptions, world: World) -> RunReport:
+def run(job: Job, options: RunOptions, world: World, stop: ckpt.StopFlag | None = None) -> RunReport:
+    """Run ``job`` on every rank of ``world``. With a checkpoint, SIGTERM/SIGINT/SIGUSR1 stop the
+    run at the next safe point (``stop`` is the flag the caller's handlers set, if it installed
+    them) and :class:`hpcdist.checkpoint.Interrupted` is raised on every rank."""
     start = world.synced_wtime()
     params = MappingProxyType(world.agree(lambda: resolve_params(job.params, options.params, job.name)))
     spec = options.input or _default_input(job, params)
@@ -104,7 +107,11 @@ def run(job: Job, options: RunOptions, world: World) -> RunReport:
             return attrs
 
         run_ = _Run(job, options, world, source, plan, base, fp, resume, saved[0] if saved else None, attrs_for)
-        results, attrs = run_.passes()
+        if stop is not None:
+            results, attrs = run_.passes(stop)
+        else:
+            with ckpt.stop_on_signals(options.checkpoint is not None) as own:
+                results, attrs = run_.passes(own)
     finally:
         source.close()
     return RunReport(results=results, attrs=attrs, shards_here=run_.clock.shards)
@@ -123,7 +130,7 @@ class _Run:
         self.generation = resume.generation
         self.shards_resumed = sum(b - a for a, b in (span(lv, ix, plan.shards) for lv, ix in resume.done))
 
-    def passes(self) -> tuple[dict | None, dict[str, Any]]:
+    def passes(self, stop: ckpt.StopFlag) -> tuple[dict | None, dict[str, Any]]:
         """Run every pass; rank 0 returns the results and the output attributes."""
         job, world, options = self.job, self.world, self.options
         self.state = self._initial_state()
@@ -131,18 +138,17 @@ class _Run:
         policy = ckpt.Policy(every_s=options.checkpoint_every, every_shards=options.checkpoint_every_shards,
                              enabled=options.checkpoint is not None)
         writer = self._write_checkpoint if (world.rank == 0 and options.checkpoint) else None
-        with ckpt.stop_on_signals(policy.enabled) as stop:
-            coord = ckpt.Coordinator(world, policy, stop, writer)
-            for pass_index in range(self.resume.pass_index, MAX_PASSES):
-                ctx = replace(self.base, pass_index=pass_index, state=self.state)
-                root = self._one_pass(ctx, coord)
-                timings = coord.end_pass(self.clock.row())
-                done, results, attrs = self._finish_pass(root, ctx, coord, timings)
-                if done:
-                    return results, attrs
-                if writer is not None:
-                    coord.begin_pass(pass_index + 1, list)
-                    coord.checkpoint_now()
+        coord = ckpt.Coordinator(world, policy, stop, writer)
+        for pass_index in range(self.resume.pass_index, MAX_PASSES):
+            ctx = replace(self.base, pass_index=pass_index, state=self.state)
+            root = self._one_pass(ctx, coord)
+            timings = coord.end_pass(self.clock.row())
+            done, results, attrs = self._finish_pass(root, ctx, coord, timings)
+            if done:
+                return results, attrs
+            if writer is not None:
+                coord.begin_pass(pass_index + 1, list)
+                coord.checkpoint_now()
         raise UserError(f"job {job.name} did not finish in {MAX_PASSES} passes")
 
     def _initial_state(self) -> dict[str, np.ndarray] | None:

@@ -86,7 +86,7 @@ class Coordinator:
         self._received: dict[int, int] = {}
         self._stop_requests: dict[int, int] = {}
         self._rank_progress: dict[int, tuple[int, float]] = {}
-        self._stop_wanted = False
+        self._stop_wanted: str | bool = False   # False, or why another rank asked to stop
         self._dirty = False
         self._tallies: dict[int, dict] = {}
 
@@ -155,7 +155,7 @@ class Coordinator:
 
     def _rank_poll(self) -> None:
         if self.stop.is_set and self._sent_stop_requests == 0:
-            self._isend(encode([], {}), 0, _STOP_REQUEST)
+            self._isend(encode([], {"why": f"{self.stop.name} on rank {self.rank}"}), 0, _STOP_REQUEST)
             self._sent_stop_requests = 1
         if self.ctl.Iprobe(source=0, tag=_STOP):
             self._follow_stop()
@@ -178,7 +178,7 @@ class Coordinator:
         self._isend(encode(self.nodes(), meta), 0, _FINAL)
         verdict = recv_bytes(self.ctl, 0, _EXIT)
         self._complete_sends()
-        raise Interrupted(bool(verdict[0]), self.stop.name or "rank 0")
+        raise Interrupted(bool(verdict[0]), "a stop led by rank 0")
 
     # ---- rank 0 ------------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class Coordinator:
                 self._take_snapshot(src, nodes, meta)
             elif tag == _STOP_REQUEST:
                 self._stop_requests[src] = self._stop_requests.get(src, 0) + 1
-                self._stop_wanted = True
+                self._stop_wanted = self._stop_wanted or meta.get("why", f"a signal on rank {src}")
             else:
                 self._tallies[src] = meta       # src finished its part of the pass
 
@@ -222,12 +222,12 @@ class Coordinator:
             self._received[src] = self._received.get(src, 0) + 1
             self._take_snapshot(src, nodes, meta)
         while self._stop_requests.get(src, 0) < stop_requests:
-            recv_bytes(self.ctl, src, _STOP_REQUEST)
+            meta = decode_with_meta(recv_bytes(self.ctl, src, _STOP_REQUEST))[1]
             self._stop_requests[src] = self._stop_requests.get(src, 0) + 1
-            self._stop_wanted = True
+            self._stop_wanted = self._stop_wanted or meta.get("why", f"a signal on rank {src}")
 
     def _lead_stop(self) -> None:
-        name = self.stop.name or "a signal on another rank"
+        name = f"{self.stop.name} on rank 0" if self.stop.is_set else str(self._stop_wanted)
         print(f"hpcdist: {name}: stopping all {self.size} rank(s) at the next shard boundary "
               f"and checkpointing", file=sys.stderr, flush=True)
         for r in range(1, self.size):

@@ -1,11 +1,13 @@
 """Checkpoint files: self-describing HDF5, checksummed, written atomically, two generations kept.
 
 Layout (readable with h5dump): root attributes ``format``, ``generation``, ``pass_index``,
-``fingerprint`` (JSON), ``shards``, ``shards_done``, ``complete``, ``written_utc``, ``ranks``,
-``sha256``; groups ``nodes/<level>-<index>/<name>`` (folded subtrees of the shard tree),
+``fingerprint`` (JSON), ``shards``, ``shards_done``, ``complete``, ``written_utc``, ``ranks``;
+groups ``nodes/<level>-<index>/<name>`` (folded subtrees of the shard tree),
 ``state/<name>`` (multi-pass state), ``results/<name>`` (a completed run kept with
-``--keep-checkpoint``) and ``ranks/`` (per-rank progress). Arrays carry HDF5's fletcher32 filter;
-``sha256`` covers every array's dtype, shape and bytes plus the attributes that steer a resume.
+``--keep-checkpoint``) and ``ranks/`` (per-rank progress). Arrays carry HDF5's fletcher32 filter,
+and after HDF5's end of file a one-line trailer ``HPCDIST-SHA256:<hex>`` holds the SHA-256 of every
+byte before it (HDF5 ignores bytes past its end of file), so truncation or any flipped byte is
+detected before anything is read.
 
 A write goes to a temporary file which is fsync'd, then the current file becomes ``PATH.prev`` and
 the temporary file becomes ``PATH``. A crash or a full disk at any moment leaves at least one
@@ -72,6 +74,7 @@ def save(path: str, ckpt: Checkpoint) -> None:
     try:
         with h5py.File(tmp, "w") as f:
             _write(f, ckpt)
+        _append_trailer(tmp)
         _fsync(tmp)
         delay = float(os.environ.get(_WRITE_DELAY_ENV, "0") or 0)
         if delay:
@@ -129,15 +132,13 @@ def read(path: str) -> Checkpoint:
             if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
                 raise CorruptCheckpoint(f"checkpoint format version {f.attrs.get('format_version')} "
                                         f"is not {FORMAT_VERSION}")
-            ckpt = _read(f)
-            stored = str(f.attrs.get("sha256", ""))
+        _check_trailer(path)
+        with h5py.File(path, "r") as f:
+            return _read(f)
     except CorruptCheckpoint:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CorruptCheckpoint(f"unreadable ({type(exc).__name__}: {exc})") from None
-    if _digest(ckpt) != stored:
-        raise CorruptCheckpoint("checksum mismatch (the file was altered or partly written)")
-    return ckpt
 
 
 def _write(f: h5py.File, ckpt: Checkpoint) -> None:
@@ -158,7 +159,6 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
     ranks = f.create_group("ranks")
     ranks.create_dataset("shards_done", data=np.asarray(ckpt.rank_shards, dtype=np.int64))
     ranks.create_dataset("busy_s", data=np.asarray(ckpt.rank_busy_s, dtype=np.float64))
-    f.attrs["sha256"] = _digest(ckpt)
 
 
 def _read(f: h5py.File) -> Checkpoint:
@@ -212,23 +212,25 @@ def _steering_attrs(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
-def _digest(ckpt: Checkpoint) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(_steering_attrs(ckpt), sort_keys=True).encode())
+_TRAILER = b"HPCDIST-SHA256:"
+_TRAILER_LEN = len(_TRAILER) + 64 + 1
 
-    def arrays(tag: str, pairs: Iterable[tuple[str, np.ndarray]]) -> None:
-        for name, arr in sorted(pairs, key=lambda p: p[0]):
-            arr = np.asarray(arr)
-            h.update(f"{tag}/{name}:{arr.dtype.str}:{arr.shape}".encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
 
-    for level, index, partial in sorted(ckpt.nodes, key=lambda n: (n[0], n[1])):
-        arrays(f"nodes/{level}-{index}", items(partial))
-    if ckpt.state is not None:
-        arrays("state", ckpt.state.items())
-    if ckpt.results is not None:
-        arrays("results", ckpt.results.items())
-    return h.hexdigest()
+def _append_trailer(path: str) -> None:
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest().encode()
+    with open(path, "ab") as fh:
+        fh.write(_TRAILER + digest + b"\n")
+
+
+def _check_trailer(path: str) -> None:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
+    if not trailer.startswith(_TRAILER):
+        raise CorruptCheckpoint("no checksum trailer (truncated or partly written)")
+    if hashlib.sha256(body).hexdigest().encode() != trailer[len(_TRAILER):-1]:
+        raise CorruptCheckpoint("checksum mismatch (the file was altered or damaged)")
 
 
 def _fsync(path: str) -> None:
