@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
+
+    from hpcdist.slurm.cli import add_slurm_parser  # hpcdist slurm render|submit (hpcdist/slurm/)
+    add_slurm_parser(sub)
     return parser
 
 
@@ -97,6 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace, stop) -> int:
+    from hpcdist.slurm.env import check_allocation
+    check_allocation()  # mpi4py importable, srun's MPI plugin right (else exit 2); logs a Slurm restart
     from hpcdist import numba_env
     from hpcdist.comm import run_spmd, world
 

@@ -26,6 +26,7 @@ from hpcdist.params import params_json, resolve_params
 from hpcdist.partials import Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist.shards import ShardPlan, plan_shards, static_blocks
+from hpcdist.slurm.env import slurm_attrs
 from hpcdist.sources import Source, open_source
 from hpcdist.tree import Fold, span
 
@@ -385,4 +386,5 @@ def _attrs(job: Job, params: Mapping[str, Any], source: Source, plan: ShardPlan,
         "mpi": mpi_library(),
         "python": sys.version.split()[0],
         "hpcdist_version": hpcdist.__version__,
+        **slurm_attrs(),  # SLURM_JOB_ID, SLURM_RESTART_COUNT, ... inside an allocation, else nothing
     }

@@ -1,0 +1,124 @@
+"""What a run learns from its Slurm allocation, and the two checks made before MPI starts the job.
+
+Outside Slurm (no ``SLURM_JOB_ID``) everything here is a no-op: ``slurm_attrs()`` is empty and the
+checks pass.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Mapping
+
+from hpcdist.errors import EXIT_USAGE
+
+# output attribute -> environment variable. Numbers are stored as integers, the rest as text.
+SLURM_VARS = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_restart_count": "SLURM_RESTART_COUNT",
+    "slurm_job_name": "SLURM_JOB_NAME",
+    "slurm_cluster": "SLURM_CLUSTER_NAME",
+    "slurm_partition": "SLURM_JOB_PARTITION",
+    "slurm_nodelist": "SLURM_JOB_NODELIST",
+    "slurm_job_num_nodes": "SLURM_JOB_NUM_NODES",
+    "slurm_ntasks": "SLURM_NTASKS",
+    "slurm_step_id": "SLURM_STEP_ID",
+    "slurm_step_num_tasks": "SLURM_STEP_NUM_TASKS",
+    "slurm_cpus_per_task": "SLURM_CPUS_PER_TASK",
+    "slurm_mpi_type": "SLURM_MPI_TYPE",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+}
+_NUMERIC = {"slurm_job_id", "slurm_restart_count", "slurm_job_num_nodes", "slurm_ntasks", "slurm_step_id",
+            "slurm_step_num_tasks", "slurm_cpus_per_task", "slurm_array_job_id", "slurm_array_task_id"}
+
+PLUGIN_HINT = ("srun's MPI plugin does not match this MPI library: use srun --mpi=pmi2 for the PyPI mpich "
+               "wheel (and MPICH, Intel MPI), --mpi=pmix for Open MPI; `srun --mpi=list` shows what this "
+               "cluster has")
+
+
+def in_allocation(environ: Mapping[str, str] | None = None) -> bool:
+    return bool((os.environ if environ is None else environ).get("SLURM_JOB_ID"))
+
+
+def slurm_attrs(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The allocation's facts for the output attributes; empty outside Slurm.
+
+    ``slurm_restart_count`` is always present inside an allocation (0 on the first run): Slurm sets
+    ``SLURM_RESTART_COUNT`` only once a job has been requeued.
+    """
+    env = os.environ if environ is None else environ
+    if not in_allocation(env):
+        return {}
+    attrs: dict[str, Any] = {"slurm_restart_count": 0}
+    for attr, var in SLURM_VARS.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if attr in _NUMERIC:
+            try:
+                attrs[attr] = int(value)
+                continue
+            except ValueError:
+                pass
+        attrs[attr] = value
+    return attrs
+
+
+def plugin_error(world_size: int, environ: Mapping[str, str] | None = None) -> str | None:
+    """The wrong-MPI-plugin case: srun started N > 1 tasks of this step, yet MPI sees a world of 1.
+
+    With a plugin the MPI library does not speak, every task initialises as a singleton and would
+    silently compute the whole job alone (N times over). ``mpiexec`` inside an allocation is fine:
+    its step holds one proxy per node, and the world it builds is larger than 1.
+    """
+    env = os.environ if environ is None else environ
+    if not env.get("SLURM_STEP_ID") or world_size != 1:
+        return None
+    try:
+        tasks = int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1")
+    except ValueError:
+        return None
+    if tasks <= 1:
+        return None
+    plugin = env.get("SLURM_MPI_TYPE") or "none"
+    return (f"srun started {tasks} tasks (--mpi={plugin}) but MPI sees a world of 1 rank in each: "
+            f"{PLUGIN_HINT}")
+
+
+def restart_line(environ: Mapping[str, str] | None = None) -> str | None:
+    """One line for the log when this run is a restart of a requeued job, else None."""
+    env = os.environ if environ is None else environ
+    count = env.get("SLURM_RESTART_COUNT", "")
+    if not in_allocation(env) or not count.isdigit() or int(count) == 0:
+        return None
+    job = env.get("SLURM_JOB_ID")
+    return (f"hpcdist: slurm job {job} restart {int(count)} (SLURM_RESTART_COUNT={count}): "
+            f"resuming from the checkpoint if there is one")
+
+
+def check_allocation() -> None:
+    """Before a run: fail clearly if mpi4py is missing or srun's MPI plugin is wrong (exit 2), and
+    log one line if this is a restart. Called on every task by ``hpcdist run``.
+    """
+    first = os.environ.get("SLURM_PROCID", "0") in ("", "0")
+    try:
+        from hpcdist.comm import world
+    except ImportError as exc:
+        where = f" on {os.uname().nodename}" if in_allocation() else ""
+        _fail(first, f"cannot import mpi4py{where} ({exc}): install hpcdist with MPI on every node "
+                     f"(pip install -e '.[mpich]', or mpi4py built against the site MPI) and run the "
+                     f"venv's hpcdist ({sys.executable})")
+    w = world()
+    problem = plugin_error(w.size)
+    if problem:
+        _fail(first, problem)
+    line = restart_line()
+    if line and w.rank == 0:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _fail(print_it: bool, message: str) -> None:
+    if print_it:  # every task would print the same line: task 0 speaks for all
+        print(f"hpcdist: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USAGE)
