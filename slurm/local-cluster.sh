@@ -11,7 +11,8 @@
 #
 # Environment:
 #   HPCDIST_SLURM_STATE  state dir: config, spool, logs, pid files  (default /tmp/hpcdist-slurm)
-#   HPCDIST_SLURM_CPUS   CPUs the node advertises; may exceed the real cores (default: max(4, nproc))
+#   HPCDIST_SLURM_CPUS   CPUs the node advertises; may exceed the real cores (default: max(8, nproc)),
+#                        so a few small jobs run side by side
 #
 # Client commands (sbatch, squeue, scontrol, ...) need SLURM_CONF=$STATE/slurm.conf; `start` also
 # links /etc/slurm/slurm.conf to it when that file does not exist, so plain `sbatch` works too.
@@ -70,7 +71,7 @@ install_packages() {
 }
 
 write_config() {
-    local cpus=${HPCDIST_SLURM_CPUS:-$(( $(nproc) > 4 ? $(nproc) : 4 ))}
+    local cpus=${HPCDIST_SLURM_CPUS:-$(( $(nproc) > 8 ? $(nproc) : 8 ))}
     cat > "$CONF.new" <<EOF
 # Written by slurm/local-cluster.sh: a single-node cluster for tests and laptops.
 ClusterName=hpcdist-local

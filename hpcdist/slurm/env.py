@@ -97,6 +97,24 @@ def restart_line(environ: Mapping[str, str] | None = None) -> str | None:
             f"resuming from the checkpoint if there is one")
 
 
+def require_mpi4py() -> None:
+    """Fail with one line (exit 2) when mpi4py cannot be imported, before anything imports it.
+
+    Imports only the package, not ``mpi4py.MPI``: MPI is not initialised here.
+    """
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as exc:
+        _fail(os.environ.get("SLURM_PROCID", "0") in ("", "0"), _no_mpi4py(exc))
+
+
+def _no_mpi4py(exc: BaseException) -> str:
+    where = f" on {os.uname().nodename}" if in_allocation() else ""
+    return (f"cannot import mpi4py{where} ({exc}): install hpcdist with MPI on every node (pip install "
+            f"-e '.[mpich]', or mpi4py built against the site MPI) and run that venv's hpcdist "
+            f"(this is {sys.executable})")
+
+
 def check_allocation() -> None:
     """Before a run: fail clearly if mpi4py is missing or srun's MPI plugin is wrong (exit 2), and
     log one line if this is a restart. Called on every task by ``hpcdist run``.
@@ -105,10 +123,7 @@ def check_allocation() -> None:
     try:
         from hpcdist.comm import world
     except ImportError as exc:
-        where = f" on {os.uname().nodename}" if in_allocation() else ""
-        _fail(first, f"cannot import mpi4py{where} ({exc}): install hpcdist with MPI on every node "
-                     f"(pip install -e '.[mpich]', or mpi4py built against the site MPI) and run the "
-                     f"venv's hpcdist ({sys.executable})")
+        _fail(first, _no_mpi4py(exc))
     w = world()
     problem = plugin_error(w.size)
     if problem:

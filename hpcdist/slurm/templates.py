@@ -39,8 +39,6 @@ HPCDIST_MPI=${HPCDIST_MPI:-{{mpi}}}
 
 # Checks and the argument list, shared by the templates that run one step.
 PREPARE = """\
-# ---- run -----------------------------------------------------------------------------------------
-log() { echo "{{script}}: job ${SLURM_JOB_ID:-?}: $*" >&2; }
 if ! command -v "$HPCDIST" >/dev/null 2>&1; then
     log "error: '$HPCDIST' not found on $(hostname): activate the venv before sbatch, or set HPCDIST"
     exit 2
@@ -55,9 +53,14 @@ read -ra more <<< "$HPCDIST_ARGS"
 args+=("${more[@]}")
 """
 
+LOG = """\
+# ---- run -----------------------------------------------------------------------------------------
+log() { echo "{{script}}: job ${SLURM_JOB_ID:-?}: $*" >&2; }
+"""
+
 RUN = HEADER + """
 """ + VARIABLES + """
-""" + PREPARE + """log "${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}: srun --mpi=$HPCDIST_MPI $HPCDIST ${args[*]}"
+""" + LOG + PREPARE + """log "${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}: srun --mpi=$HPCDIST_MPI $HPCDIST ${args[*]}"
 srun --mpi="$HPCDIST_MPI" "$HPCDIST" "${args[@]}"
 code=$?
 log "hpcdist exited with $code"
@@ -68,8 +71,20 @@ REQUEUE = HEADER + """
 """ + VARIABLES + """\
 HPCDIST_MAX_REQUEUES=${HPCDIST_MAX_REQUEUES:-{{max_requeues}}}   # a job that never gets further stops here
 
-""" + PREPARE + """restarts=${SLURM_RESTART_COUNT:-0}
+""" + LOG + PREPARE + """restarts=${SLURM_RESTART_COUNT:-0}
 log "run $((restarts + 1)) (SLURM_RESTART_COUNT=$restarts), ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}"
+
+# A requeued job keeps its job id, and MPICH names its shared memory after the job step: ranks
+# that left without MPI_Finalize (checkpoint-and-exit, a kill) leave segments that the next run
+# would attach to and fail in MPI_Init. On a restart, every node first drops this user's MPICH
+# segments that no process has mapped.
+if (( restarts > 0 )); then
+    srun --mpi=none --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 bash -c '
+        for f in /dev/shm/mpich_shm_* /dev/shm/mpich_vci_*; do
+            [[ -O $f && -n $(find "$f" -mmin +0.1 2>/dev/null) ]] || continue
+            grep -qsF -- "${f##*/}" /proc/[0-9]*/maps || rm -f -- "$f"
+        done' || log "warning: could not clean stale MPICH shared memory"
+fi
 
 # Slurm sends USR1 to this shell (the B: of --signal) before the time limit. bash runs a trap only
 # while it waits, so srun runs in the background and the shell waits for it. The trap passes the
@@ -92,17 +107,24 @@ on_signal() {
 trap 'on_signal USR1' USR1
 trap 'on_signal TERM' TERM
 
-srun --mpi="$HPCDIST_MPI" "$HPCDIST" "${args[@]}" &
-step=$!
-[[ $signalled != USR1 ]] || kill -USR1 "$step" 2>/dev/null || true   # it came before srun started
-while :; do
-    interrupted=""
-    code=0
-    wait "$step" || code=$?
-    # a trap cut the wait short (status > 128): srun is still running, wait again
-    if [[ -n $interrupted ]] && (( code > 128 )) && kill -0 "$step" 2>/dev/null; then continue; fi
-    break
-done
+if [[ $signalled == USR1 ]]; then
+    log "the signal came before the run started: requeueing without starting it"
+    code=75
+else
+    srun --mpi="$HPCDIST_MPI" "$HPCDIST" "${args[@]}" &
+    step=$!
+    while :; do
+        interrupted=""
+        code=0
+        wait "$step" || code=$?
+        # a trap cut the wait short (status > 128): wait again for srun's own exit status
+        [[ -n $interrupted ]] && (( code > 128 )) && continue
+        break
+    done
+    # a task that got USR1 before hpcdist could catch it died of it (128 + 10): its last
+    # checkpoint stands, so this is a requeue like any other
+    [[ $signalled == USR1 ]] && (( code == 138 )) && code=75
+fi
 
 if (( code == 75 )) && [[ $signalled != TERM ]]; then
     if (( restarts >= HPCDIST_MAX_REQUEUES )); then
@@ -156,9 +178,10 @@ if [[ -z ${line//[[:space:]]/} ]]; then
     exit 2
 fi
 read -ra task_args <<< "$line"
-HPCDIST_OUTPUT=${HPCDIST_OUTPUT//%a/$task}
-HPCDIST_CHECKPOINT=${HPCDIST_CHECKPOINT//%a/$task}
+HPCDIST_OUTPUT=${HPCDIST_OUTPUT//'%a'/$task}
+HPCDIST_CHECKPOINT=${HPCDIST_CHECKPOINT//'%a'/$task}
 
+# ---- run -----------------------------------------------------------------------------------------
 """ + PREPARE + """args+=("${task_args[@]}")
 log "${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}: srun --mpi=$HPCDIST_MPI $HPCDIST ${args[*]}"
 srun --mpi="$HPCDIST_MPI" "$HPCDIST" "${args[@]}"
