@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                      help="job parameter (repeatable)")
     run.add_argument("--shard-rows", type=_int, help="rows per shard (default: ~4 MB, chunk-aligned)")
+    run.add_argument("--schedule", default="auto", choices=["auto", "static", "dynamic"],
+                     help="who maps which shard: static blocks, or dynamic (own block first, idle ranks "
+                          "steal tails; no master rank); auto: dynamic on more than one rank")
     ck = run.add_argument_group("checkpoint and restart")
     ck.add_argument("--checkpoint", metavar="PATH", help="checkpoint file: resumed from if it exists")
     ck.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
@@ -122,7 +125,7 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         job = load_job(args.job)
         options = RunOptions(args.input, args.output, given, args.shard_rows, args.checkpoint,
                              args.checkpoint_every, args.checkpoint_every_shards, args.restart,
-                             args.keep_checkpoint)
+                             args.keep_checkpoint, schedule=args.schedule)
         try:
             report = run(job, options, w, stop)
         except Interrupted as interrupted:

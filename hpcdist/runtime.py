@@ -25,7 +25,8 @@ from hpcdist.output import check_output_path, write_result
 from hpcdist.params import params_json, resolve_params
 from hpcdist.partials import Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
-from hpcdist.shards import ShardPlan, plan_shards, static_blocks
+from hpcdist import schedule
+from hpcdist.shards import ShardPlan, plan_shards
 from hpcdist.slurm.env import slurm_attrs
 from hpcdist.sources import Source, open_source
 from hpcdist.tree import Fold, span
@@ -47,6 +48,7 @@ class RunOptions:
     checkpoint_every_shards: int | None = None
     restart: str = "auto"
     keep_checkpoint: bool = False
+    schedule: str = "auto"          # static | dynamic | auto (hpcdist/schedule.py)
 
 
 @dataclass
@@ -65,9 +67,14 @@ class _Clock:
     read: float = 0.0
     compute: float = 0.0
     reduce: float = 0.0
+    idle: float = 0.0       # in the map phase but not reading or computing (claiming, waiting for others)
+    claims: int = 0
+    steals: int = 0
+    schedule: str = ""
 
-    def row(self) -> tuple[float, ...]:
-        return (self.shards, self.compile, self.read, self.compute, self.reduce)
+    def row(self) -> tuple:
+        return (self.shards, self.compile, self.read, self.compute, self.reduce, self.idle, self.claims,
+                self.steals, self.schedule)
 
 
 @dataclass
@@ -174,19 +181,31 @@ class _Run:
         fold = Fold(plan.shards, job.combine)
         coord.begin_pass(ctx.pass_index, lambda: fold.nodes + restored)
         buf = self.source.empty(min(plan.shard_rows, plan.rows))
-        for shard in static_blocks(todo, world.rank, world.size):
-            coord.poll()
-            first_row, stop = plan.bounds(shard)
-            t0 = time.perf_counter()
-            data = self.source.read(first_row, stop, buf)
-            t1 = time.perf_counter()
-            shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
-            fold.push_leaf(shard, check_partial(job.map(data, shard_ctx), f"{job.name}.map"))
-            t2 = time.perf_counter()
-            clock.shards += 1
-            clock.read += t1 - t0
-            clock.compute += t2 - t1
-            coord.after_shard(t2 - t0)
+        clock.schedule = schedule.resolve(self.options.schedule, world.size)
+        started, busy = time.perf_counter(), 0.0
+        shards_of = schedule.open_schedule(clock.schedule, todo, world.rank, world.size, world.comm)
+        try:
+            for shard in shards_of:     # own block first; stolen tails (out of order) under dynamic
+                coord.poll()
+                first_row, stop = plan.bounds(shard)
+                t0 = time.perf_counter()
+                data = self.source.read(first_row, stop, buf)
+                t1 = time.perf_counter()
+                shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
+                fold.add_leaf(shard, check_partial(job.map(data, shard_ctx), f"{job.name}.map"))
+                t2 = time.perf_counter()
+                clock.shards += 1
+                clock.read += t1 - t0
+                clock.compute += t2 - t1
+                busy += t2 - t0
+                coord.after_shard(t2 - t0)
+            shards_of.close(coord.poll)     # every rank done mapping (ranks waiting keep polling)
+        except BaseException:
+            shards_of.abandon()
+            raise
+        clock.idle += time.perf_counter() - started - busy
+        clock.claims += shards_of.claims
+        clock.steals += shards_of.steals
         if restored:
             fold.merge(restored)
             restored.clear()
@@ -276,6 +295,7 @@ def _validate(job: Job, spec: str, options: RunOptions, params: Mapping[str, Any
             raise UserError(f"--checkpoint-every must be > 0 seconds, got {options.checkpoint_every}")
         if options.checkpoint_every_shards is not None and options.checkpoint_every_shards < 1:
             raise UserError(f"--checkpoint-every-shards must be >= 1, got {options.checkpoint_every_shards}")
+    schedule.resolve(options.schedule, 1)   # one line and exit 2 for an unknown --schedule
     if options.restart not in RESTART_MODES:
         raise UserError(f"--restart must be one of {', '.join(RESTART_MODES)}, got {options.restart!r}")
     if options.restart != "auto" and not options.checkpoint:
@@ -360,7 +380,9 @@ def _check_results(job: Job, results: object) -> dict[str, np.ndarray]:
 
 def _attrs(job: Job, params: Mapping[str, Any], source: Source, plan: ShardPlan, world: World,
            nodes: int, passes: int, timings: list[tuple], elapsed: float) -> dict[str, Any]:
-    shards, compile_s, read_s, compute_s, reduce_s = (list(col) for col in zip(*timings))
+    shards, compile_s, read_s, compute_s, reduce_s, *more = (list(col) for col in zip(*timings))
+    idle_s, claims, steals, schedules = more if more else ([0.0] * len(shards), [0] * len(shards),
+                                                           [0] * len(shards), ["none"] * len(shards))
     return {
         "job": job.name,
         "job_path": job.path,
@@ -382,6 +404,10 @@ def _attrs(job: Job, params: Mapping[str, Any], source: Source, plan: ShardPlan,
         "reduce_s": max(reduce_s),
         "rank_shards": [int(s) for s in shards],
         "rank_busy_s": [r + c for r, c in zip(read_s, compute_s)],
+        "rank_idle_s": [float(s) for s in idle_s],
+        "rank_claims": [int(s) for s in claims],
+        "rank_steals": [int(s) for s in steals],
+        "schedule": str(schedules[0]),
         "hostname": socket.gethostname(),
         "mpi": mpi_library(),
         "python": sys.version.split()[0],

@@ -52,6 +52,14 @@ class Fold:
         self.nodes.append(node)
         self._settle()
 
+    def add_leaf(self, shard: int, partial: Partial) -> None:
+        """Add a leaf in any order (a dynamic schedule's stolen shards): pushed when it comes after
+        every node held, merged otherwise. The tree, and so every combine, is the same either way."""
+        if self.nodes and shard < span(*self.nodes[-1][:2], self.shards)[1]:
+            self.merge([(0, shard, partial)])
+        else:
+            self.push_leaf(shard, partial)
+
     def merge(self, nodes: Iterable[Node]) -> None:
         """Add nodes from elsewhere (another rank, a checkpoint), in any order."""
         combined = sorted([*self.nodes, *nodes], key=lambda n: span(n[0], n[1], self.shards)[0])
