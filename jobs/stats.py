@@ -139,6 +139,7 @@ def finalize(partial, ctx):
 
 LANES = 8
 SUBHISTS = 4
+_SUBHIST_MAX_BINS = 4096    # c * (bins + 1) above this: one histogram copy (memory, zeroing)
 _TINY_STEP = 2.0 ** -40
 
 _F64 = ir.DoubleType()
@@ -411,8 +412,9 @@ def _shard_stats(x, lo, hi, bins):
     cw = c if LANES % c == 0 else 1         # columns per pass over a block
     passes = c // cw
     stride = bins + 1                       # each histogram copy has a dump bin for the outsiders
-    packed = SUBHISTS * c * stride < 2**31  # idx = bin + offset of its copy, one uint32
-    h = np.zeros(SUBHISTS * c * stride if packed else 0, np.int64)
+    subs = SUBHISTS if c * stride <= _SUBHIST_MAX_BINS else 1
+    packed = subs * c * stride < 2**31      # idx = bin + offset of its copy, one uint32
+    h = np.zeros(subs * c * stride if packed else 0, np.int64)
 
     step = np.empty(c)
     scale = np.empty(c)
@@ -425,8 +427,8 @@ def _shard_stats(x, lo, hi, bins):
                    and bins < 2**30)
     all_fast = fast.all()
     # lane l of pass p is column p * cw + l % cw; the k-th vector of a block sends its lanes to
-    # histogram copy (row % SUBHISTS), row = (8 k + l) // cw, a pattern that repeats every period
-    period = max(1, SUBHISTS * cw // LANES)
+    # histogram copy (row % subs), row = (8 k + l) // cw, a pattern that repeats every period
+    period = max(1, subs * cw // LANES)
     prm = np.empty((passes, 5 * LANES))
     offs = np.zeros((passes, period * LANES), np.int32)
     for p in range(passes):
@@ -440,7 +442,7 @@ def _shard_stats(x, lo, hi, bins):
             if packed:
                 for k in range(period):
                     row = (k * LANES + lane) // cw
-                    offs[p, k * LANES + lane] = ((row % SUBHISTS) * c + j) * stride
+                    offs[p, k * LANES + lane] = ((row % subs) * c + j) * stride
 
     buf = np.empty(BLOCK_ROWS * cw)
     idx = np.empty(BLOCK_ROWS * cw, np.uint32)
@@ -539,7 +541,7 @@ def _shard_stats(x, lo, hi, bins):
                 count[j] = nt
     if packed:
         for j in range(c):
-            for sub in range(SUBHISTS):
+            for sub in range(subs):
                 base = (sub * c + j) * stride
                 for t in range(bins):
                     hist[j, t] += h[base + t]
