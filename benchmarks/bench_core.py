@@ -1,0 +1,486 @@
+"""Core benchmark: hpcdist against the machine's limits and a hand-written mpi4py + numba program.
+
+One run measures everything on the same data with the contenders interleaved (A, B, A, B, ...,
+with the order rotated each round): this machine's speed drifts by up to 1.7x over minutes, so only
+ratios taken within one run mean anything.
+
+    python benchmarks/bench_core.py                 # ~5 min; writes benchmarks/results/core.json
+    python benchmarks/bench_core.py --repeats 3 --rows 2**24   # a quicker look
+
+(a) limits: numpy summing the array in memory (memory bandwidth), a plain pread of the file, h5py
+    read_direct into a preallocated buffer, hpcdist's HDF5Source.read over all shards, and the stats
+    kernels on one shard-sized (4 MiB) buffer warm in cache;
+(b) ``mpiexec -n 1|2 hpcdist run jobs/stats.py --input ... --param lo=-5 --param hi=5``;
+(c) benchmarks/handwritten_stats.py at 1 and 2 ranks, with its own fused kernel and with hpcdist's
+    kernel (the second isolates what the framework costs);
+(d) ``hpcdist run jobs/montecarlo_pi.py`` sized to ~5 s on one rank, at 1 and 2 ranks.
+
+See benchmarks/README.md for the JSON schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata as md
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STATS_PARAMS = ["--param", "lo=-5", "--param", "hi=5"]
+SHARD_BYTES = 4 << 20
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def loadavg() -> list[float]:
+    with open("/proc/loadavg") as fh:
+        return [float(v) for v in fh.read().split()[:3]]
+
+
+def wait_for_quiet(max_load: float, wait_s: float) -> list[float]:
+    """Wait (up to wait_s) until the 1-minute load average is below max_load; returns it."""
+    deadline = time.time() + wait_s
+    load = loadavg()
+    while load[0] > max_load and time.time() < deadline:
+        print(f"  load average {load[0]:.2f} > {max_load}: waiting ...", file=sys.stderr, flush=True)
+        time.sleep(15)
+        load = loadavg()
+    return load
+
+
+def mpiexec() -> str:
+    found = BIN / "mpiexec"
+    return str(found) if found.exists() else shutil.which("mpiexec") or "mpiexec"
+
+
+def hpcdist_cmd() -> list[str]:
+    exe = BIN / "hpcdist"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hpcdist"]
+
+
+def launch_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return env
+
+
+def stats_of(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "numba", "llvmlite", "h5py", "mpi4py", "mpich"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        import h5py
+        from mpi4py import MPI
+        out["hdf5"] = h5py.version.hdf5_version
+        out["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip()
+    except Exception:   # noqa: BLE001 - informational only
+        pass
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# ---- the dataset --------------------------------------------------------------------------------
+
+def ensure_data(path: Path, rows: int, cols: int) -> None:
+    import h5py
+    if path.exists():
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f["/x"]
+                if ds.shape == (rows, cols) and ds.dtype == np.float64:
+                    print(f"reusing {path} ({path.stat().st_size / 1e9:.2f} GB)", file=sys.stderr)
+                    return
+        except (OSError, KeyError):
+            pass
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"writing {path}: {rows:,} x {cols} float64 ...", file=sys.stderr, flush=True)
+    subprocess.run([*hpcdist_cmd(), "gen", f"{path}:/x", "--rows", str(rows), "--cols", str(cols)],
+                   check=True, cwd=ROOT)
+
+
+# ---- (a) in-process limits ----------------------------------------------------------------------
+
+def load_stats_module(path: Path):
+    from hpcdist.job import load_job
+    job = load_job(str(path))
+    return sys.modules[job.map.__module__]
+
+
+def baseline_kernel_file(tmp: Path) -> Path | None:
+    """jobs/stats.py as it was before the vector kernels (the last version without them)."""
+    for rev in git("log", "--format=%H", "--", "jobs/stats.py").split():
+        text = git("show", f"{rev}:jobs/stats.py")
+        if text and "_vx_m2_bins" not in text:
+            out = tmp / "stats_before_vector_kernels.py"
+            out.write_text(text + "\n")
+            return out
+    return None
+
+
+def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
+    import h5py
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import handwritten_stats as hw
+    from hpcdist.shards import plan_shards
+    from hpcdist.sources import open_source
+
+    src = open_source(f"{data}:/x")
+    nbytes = src.nbytes
+    plan = plan_shards(src.rows, src.row_bytes, src.chunk_rows)
+    shard = src.empty(plan.shard_rows)
+    f = h5py.File(data, "r")
+    ds = f["/x"]
+    whole = np.empty(ds.shape, ds.dtype)
+    ds.read_direct(whole)                    # also brings the file into the page cache
+    fd = os.open(data, os.O_RDONLY)
+    raw = np.empty(SHARD_BYTES, np.uint8)
+
+    def np_sum():
+        whole.sum()
+
+    def pread_file():
+        size, off, view = os.fstat(fd).st_size, 0, memoryview(raw)
+        while off < size:
+            off += os.preadv(fd, [view], off)
+
+    def read_direct_pieces():
+        for s in range(plan.shards):
+            a, b = plan.bounds(s)
+            ds.read_direct(shard, np.s_[a:b], np.s_[0:b - a])
+
+    def read_direct_whole():
+        ds.read_direct(whole)
+
+    def hpcdist_read():
+        for s in range(plan.shards):
+            a, b = plan.bounds(s)
+            src.read(a, b, shard)
+
+    # kernels on one shard-sized buffer, warm in cache (the way the runtime calls them)
+    new = load_stats_module(ROOT / "jobs" / "stats.py")
+    before_path = baseline_kernel_file(tmp)
+    before = load_stats_module(before_path) if before_path else None
+    lo4, hi4 = np.full(4, -5.0), np.full(4, 5.0)
+    x4 = np.ascontiguousarray(whole[: SHARD_BYTES // 32])
+    x1 = whole.reshape(-1)[: SHARD_BYTES // 8].copy().reshape(-1, 1)
+    lo1, hi1 = lo4[:1].copy(), hi4[:1].copy()
+    edges4 = np.stack([hw._edges(-5.0, 5.0, 64)] * 4)
+
+    def fused(x, lo, hi, edges):
+        c = x.shape[1]
+        acc = (np.zeros(c, np.int64), np.zeros(c, np.int64), np.zeros(c), np.zeros(c), np.zeros(c),
+               np.full(c, np.inf), np.full(c, -np.inf), np.zeros((c, 64), np.int64))
+        hw.fused_stats(x, lo, hi, edges, *acc)
+        return acc
+
+    kernel_reps = 20
+    kernels = {
+        "kernel_stats_c4": (lambda: new._shard_stats(x4, lo4, hi4, 64), x4.nbytes),
+        "kernel_stats_c1": (lambda: new._shard_stats(x1, lo1, hi1, 64), x1.nbytes),
+        "kernel_finite_range_c4": (lambda: new._finite_range(x4), x4.nbytes),
+        "kernel_handwritten_fused_c4": (lambda: fused(x4, lo4, hi4, edges4), x4.nbytes),
+    }
+    if before is not None:
+        kernels["kernel_stats_before_c4"] = (lambda: before._shard_stats(x4, lo4, hi4, 64), x4.nbytes)
+        kernels["kernel_stats_before_c1"] = (lambda: before._shard_stats(x1, lo1, hi1, 64), x1.nbytes)
+        kernels["kernel_finite_range_before_c4"] = (lambda: before._finite_range(x4), x4.nbytes)
+    print("  compiling / loading kernels ...", file=sys.stderr, flush=True)
+    for fn, _ in kernels.values():
+        fn()
+    # the answers agree (histogram exactly) before anything is timed
+    a, b = new._shard_stats(x4, lo4, hi4, 64), fused(x4, lo4, hi4, edges4)
+    assert np.array_equal(a[7], b[7]) and np.array_equal(a[0], b[0]), "kernels disagree"
+
+    streams = {
+        "numpy_sum_in_memory": np_sum,
+        "pread_file_4MiB": pread_file,
+        "h5py_read_direct_4MiB_pieces": read_direct_pieces,
+        "h5py_read_direct_whole": read_direct_whole,
+        "hpcdist_HDF5Source_read": hpcdist_read,
+        "kernel_stats_c4_all_shards_from_memory": lambda: [new._shard_stats(whole[a:b], lo4, hi4, 64)
+                                                           for a, b in map(plan.bounds, range(plan.shards))],
+    }
+    times: dict[str, list[float]] = {k: [] for k in [*streams, *kernels]}
+    for r in range(repeats):
+        for name, fn in streams.items():
+            times[name].append(timed(fn))
+        for name, (fn, _) in kernels.items():
+            times[name].append(min(timed(fn) for _ in range(kernel_reps)))
+    out = {}
+    for name in streams:
+        s = stats_of(times[name])
+        out[name] = {"seconds": s, "GBps_median": nbytes / s["median"] / 1e9, "GBps_best": nbytes / s["min"] / 1e9}
+    for name, (_, nb) in kernels.items():
+        s = stats_of(times[name])
+        out[name] = {"seconds": s, "bytes": nb, "GBps_median": nb / s["median"] / 1e9,
+                     "GBps_best": nb / s["min"] / 1e9}
+    os.close(fd)
+    f.close()
+    src.close()
+    del whole
+    out["_note"] = (f"streams over the whole {nbytes / 1e9:.2f} GB dataset (page cache / memory); kernels: best "
+                    f"of {kernel_reps} calls on one 4 MiB buffer per round, median/min over rounds")
+    return out
+
+
+# ---- (b, c, d) whole programs -------------------------------------------------------------------
+
+def run_hpcdist(job: str, ranks: int, args: list[str], out: Path) -> dict:
+    cmd = [mpiexec(), "-n", str(ranks), *hpcdist_cmd(), "run", str(ROOT / "jobs" / job), *args, "--output", str(out)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(), cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    import h5py
+    with h5py.File(out, "r") as f:
+        attrs = {k: f.attrs[k] for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")}
+        results = {k: f[k][()] for k in f}
+    return {"wall_s": wall, **{k: float(v) for k, v in attrs.items()}, "results": results}
+
+
+def run_handwritten(data: Path, ranks: int, kernel: str, out: Path) -> dict:
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(ROOT / "benchmarks" / "handwritten_stats.py"),
+           f"{data}:/x", "--lo", "-5", "--hi", "5", "--kernel", kernel, "--json", str(out)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(), cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    res = json.loads(out.read_text())
+    return {"wall_s": wall, **{k: res[k] for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")},
+            "results": res["results"]}
+
+
+def verify(hp: dict, hw: dict) -> dict:
+    """Hand-written and hpcdist: same count/nan_count/hist exactly, mean/var within 1e-9."""
+    a, b = hp["results"], hw["results"]
+    same_counts = (np.array_equal(a["count"], b["count"]) and np.array_equal(a["nan_count"], b["nan_count"])
+                   and np.array_equal(a["hist"], b["hist"]))
+    mean_rel = float(np.max(np.abs(a["mean"] - np.asarray(b["mean"])) / np.maximum(np.abs(a["mean"]), 1e-300)))
+    var_rel = float(np.max(np.abs(a["var"] - np.asarray(b["var"])) / np.abs(a["var"])))
+    return {"count_hist_exact": bool(same_counts), "mean_max_abs_rel_diff": mean_rel, "var_max_rel_diff": var_rel,
+            "ok": bool(same_counts and mean_rel <= 1e-9 and var_rel <= 1e-9)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT / "bench-data" / "big.h5"), help="HDF5 file (dataset /x)")
+    ap.add_argument("--rows", type=lambda s: int(eval(s, {})), default=2**26,
+                    help="rows of the 4-column float64 dataset (default 2**26 = 2.1 GB)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of every contender (>= 3)")
+    ap.add_argument("--pi-seconds", type=float, default=5.0, help="target 1-rank time of the pi job")
+    ap.add_argument("--max-load", type=float, default=1.0, help="wait until the load average is below this")
+    ap.add_argument("--wait-load", type=float, default=600, help="longest wait for a quiet machine, seconds")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "core.json"))
+    args = ap.parse_args(argv)
+    t_begin = time.perf_counter()
+    data = Path(args.data).resolve()
+    ensure_data(data, args.rows, 4)
+    nbytes = data.stat().st_size
+    tmp = Path(tempfile.mkdtemp(prefix="hpcdist-bench-"))
+    report: dict = {
+        "benchmark": "core",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "versions": versions(),
+        "data": {"path": str(data), "rows": args.rows, "cols": 4, "dtype": "float64", "file_bytes": nbytes,
+                 "data_bytes": args.rows * 32},
+        "repeats": args.repeats,
+    }
+    data_bytes = args.rows * 32
+    print("waiting for a quiet machine ...", file=sys.stderr, flush=True)
+    report["loadavg_start"] = wait_for_quiet(args.max_load, args.wait_load)
+    report["quiet_at_start"] = report["loadavg_start"][0] <= args.max_load
+    if not report["quiet_at_start"]:
+        print(f"warning: load average still {report['loadavg_start'][0]:.2f}: numbers will be noisy",
+              file=sys.stderr, flush=True)
+
+    print("(a) machine limits ...", file=sys.stderr, flush=True)
+    report["limits"] = measure_limits(data, args.repeats, tmp)
+    membw = report["limits"]["numpy_sum_in_memory"]["GBps_median"]
+
+    # warm-up: every program once (numba caches), and size the pi job
+    print("warm-up and pi calibration ...", file=sys.stderr, flush=True)
+    warm = run_hpcdist("montecarlo_pi.py", 1, ["--param", "samples=200000000"], tmp / "pi_cal.h5")
+    rate = 2e8 / max(warm["compute_s"], 1e-3)
+    samples = int(round(rate * args.pi_seconds, -6))
+    contenders = {
+        "hpcdist_stats_n1": lambda o: run_hpcdist("stats.py", 1, ["--input", f"{data}:/x", *STATS_PARAMS], o),
+        "handwritten_fused_n1": lambda o: run_handwritten(data, 1, "fused", o),
+        "handwritten_hpcdist_kernel_n1": lambda o: run_handwritten(data, 1, "hpcdist", o),
+        "hpcdist_stats_n2": lambda o: run_hpcdist("stats.py", 2, ["--input", f"{data}:/x", *STATS_PARAMS], o),
+        "handwritten_fused_n2": lambda o: run_handwritten(data, 2, "fused", o),
+        "handwritten_hpcdist_kernel_n2": lambda o: run_handwritten(data, 2, "hpcdist", o),
+        "hpcdist_pi_n1": lambda o: run_hpcdist("montecarlo_pi.py", 1, ["--param", f"samples={samples}"], o),
+        "hpcdist_pi_n2": lambda o: run_hpcdist("montecarlo_pi.py", 2, ["--param", f"samples={samples}"], o),
+    }
+    for name, fn in contenders.items():
+        if "n1" in name and "pi" not in name:
+            fn(tmp / f"warm_{name}.out")
+
+    print(f"(b, c, d) {args.repeats} interleaved rounds ...", file=sys.stderr, flush=True)
+    runs: dict[str, list[dict]] = {k: [] for k in contenders}
+    loads = []
+    names = list(contenders)
+    for r in range(args.repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        loads.append(loadavg())
+        for name in order:
+            res = contenders[name](tmp / f"{name}_{r}.out")
+            runs[name].append(res)
+            print(f"  round {r + 1}: {name:32s} wall {res['wall_s']:6.2f} s  elapsed {res['elapsed_s']:6.2f} s",
+                  file=sys.stderr, flush=True)
+    loads.append(loadavg())
+
+    # correctness: hand-written = hpcdist; hpcdist at 1 and 2 ranks: the same bits
+    checks = {}
+    for n in (1, 2):
+        checks[f"handwritten_fused_vs_hpcdist_n{n}"] = verify(runs[f"hpcdist_stats_n{n}"][0], runs[f"handwritten_fused_n{n}"][0])
+        checks[f"handwritten_hpcdist_kernel_vs_hpcdist_n{n}"] = verify(runs[f"hpcdist_stats_n{n}"][0],
+                                                                      runs[f"handwritten_hpcdist_kernel_n{n}"][0])
+    a, b = runs["hpcdist_stats_n1"][0]["results"], runs["hpcdist_stats_n2"][0]["results"]
+    checks["hpcdist_stats_same_bits_n1_n2"] = all(a[k].tobytes() == b[k].tobytes() for k in a)
+    pa, pb = runs["hpcdist_pi_n1"][0]["results"], runs["hpcdist_pi_n2"][0]["results"]
+    checks["hpcdist_pi_same_bits_n1_n2"] = all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
+    report["checks"] = checks
+
+    programs = {}
+    for name, rs in runs.items():
+        ranks = 2 if name.endswith("n2") else 1
+        entry = {"ranks": ranks}
+        for key in ("wall_s", "elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s"):
+            entry[key] = stats_of([x[key] for x in rs])
+        if "pi" in name:
+            entry["samples"] = samples
+            entry["samples_per_s_elapsed"] = samples / entry["elapsed_s"]["median"]
+        else:
+            entry["GBps_wall"] = data_bytes / entry["wall_s"]["median"] / 1e9
+            entry["GBps_elapsed"] = data_bytes / entry["elapsed_s"]["median"] / 1e9
+            per_core = data_bytes / ranks / entry["compute_s"]["median"] / 1e9     # compute_s: slowest rank
+            entry["kernel_GBps_per_core"] = per_core
+            entry["kernel_fraction_of_memory_bandwidth"] = per_core / membw
+        programs[name] = entry
+    report["programs"] = programs
+
+    def paired(a: str, b: str, key: str) -> dict:
+        ratios = [x[key] / y[key] for x, y in zip(runs[a], runs[b])]
+        return {"median_of_round_ratios": statistics.median(ratios),
+                "ratio_of_medians": programs[a][key]["median"] / programs[b][key]["median"], "rounds": ratios}
+
+    ratios = {}
+    for n in (1, 2):
+        for base in ("handwritten_fused", "handwritten_hpcdist_kernel"):
+            for key in ("wall_s", "elapsed_s"):
+                ratios[f"hpcdist_over_{base}_n{n}_{key}"] = paired(f"hpcdist_stats_n{n}", f"{base}_n{n}", key)
+    report["ratios"] = ratios
+    eff = {}
+    for prog in ("hpcdist_stats", "handwritten_fused", "handwritten_hpcdist_kernel", "hpcdist_pi"):
+        for key in ("wall_s", "elapsed_s"):
+            t1, t2 = programs[f"{prog}_n1"][key]["median"], programs[f"{prog}_n2"][key]["median"]
+            eff[f"{prog}_{key}"] = t1 / (2 * t2)
+    report["parallel_efficiency_2_ranks"] = eff
+    report["loadavg_per_round"] = loads
+    report["loadavg_end"] = loadavg()
+    report["benchmark_seconds"] = time.perf_counter() - t_begin
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(markdown(report))
+    print(f"\nwrote {out} in {report['benchmark_seconds']:.0f} s", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(c["ok"] if isinstance(c, dict) else c for c in checks.values()) else 1
+
+
+def markdown(rep: dict) -> str:
+    lim, prog, rat, eff = rep["limits"], rep["programs"], rep["ratios"], rep["parallel_efficiency_2_ranks"]
+    membw = lim["numpy_sum_in_memory"]["GBps_median"]
+    lines = [f"## hpcdist core benchmark: {rep['hostname']}, {rep['cores']} cores, {rep['date']}",
+             f"data: {rep['data']['data_bytes'] / 1e9:.2f} GB float64 ({rep['data']['rows']:,} x 4), "
+             f"{rep['repeats']} interleaved rounds, load average {rep['loadavg_start']} -> {rep['loadavg_end']}"
+             + ("" if rep["quiet_at_start"] else " (NOT QUIET: noisy)"),
+             "", "### (a) limits (one core)", "",
+             "| what | time median (min) s | GB/s median (best) | vs memory bandwidth |", "|---|---|---|---|"]
+    for name, v in lim.items():
+        if name.startswith("_"):
+            continue
+        s = v["seconds"]
+        lines.append(f"| {name} | {s['median']:.4f} ({s['min']:.4f}) | {v['GBps_median']:.2f} ({v['GBps_best']:.2f}) "
+                     f"| {v['GBps_median'] / membw:.2f} |")
+    lines += ["", "### (b, c, d) programs", "",
+              "| program | ranks | wall median (min) s | elapsed median (min) s | compute / read / compile s (median) "
+              "| GB/s wall | kernel GB/s per core | kernel / mem BW |", "|---|---|---|---|---|---|---|---|"]
+    for name, p in prog.items():
+        w, e = p["wall_s"], p["elapsed_s"]
+        gb = f"{p['GBps_wall']:.2f}" if "GBps_wall" in p else f"{p['samples']:.2e} samples"
+        kern = f"{p['kernel_GBps_per_core']:.2f}" if "kernel_GBps_per_core" in p else "-"
+        frac = f"{p['kernel_fraction_of_memory_bandwidth']:.2f}" if "kernel_GBps_per_core" in p else "-"
+        lines.append(f"| {name} | {p['ranks']} | {w['median']:.2f} ({w['min']:.2f}) | {e['median']:.2f} ({e['min']:.2f}) "
+                     f"| {p['compute_s']['median']:.2f} / {p['read_s']['median']:.2f} / {p['compile_s']['median']:.2f} "
+                     f"| {gb} | {kern} | {frac} |")
+    lines += ["", "### ratios (same run, paired by round; target hpcdist / hand-written <= 1.02)", "",
+              "| ratio | median of round ratios | ratio of medians |", "|---|---|---|"]
+    for name, r in rat.items():
+        lines.append(f"| {name} | {r['median_of_round_ratios']:.3f} | {r['ratio_of_medians']:.3f} |")
+    lines += ["", "### 2-rank parallel efficiency T1 / (2 T2) (targets: stats >= 0.8, pi >= 0.9)", "",
+              "| program | on wall time | on elapsed_s |", "|---|---|---|"]
+    for prog_name in ("hpcdist_stats", "handwritten_fused", "handwritten_hpcdist_kernel", "hpcdist_pi"):
+        lines.append(f"| {prog_name} | {eff[prog_name + '_wall_s']:.2f} | {eff[prog_name + '_elapsed_s']:.2f} |")
+    lines += ["", "checks: " + ", ".join(f"{k}={v['ok'] if isinstance(v, dict) else v}" for k, v in rep["checks"].items())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
