@@ -280,9 +280,11 @@ def run_hpcdist(job: str, ranks: int, args: list[str], out: Path) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     import h5py
     with h5py.File(out, "r") as f:
-        attrs = {k: f.attrs[k] for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")}
+        attrs = {k: float(f.attrs[k]) for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")}
+        attrs["idle_s"] = float(np.max(f.attrs["rank_idle_s"])) if "rank_idle_s" in f.attrs else 0.0
+        extra = {"schedule": str(f.attrs.get("schedule", "static"))}
         results = {k: f[k][()] for k in f}
-    return {"wall_s": wall, **{k: float(v) for k, v in attrs.items()}, "results": results}
+    return {"wall_s": wall, **attrs, **extra, "results": results}
 
 
 def run_handwritten(data: Path, ranks: int, kernel: str, out: Path) -> dict:
@@ -295,7 +297,7 @@ def run_handwritten(data: Path, ranks: int, kernel: str, out: Path) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     res = json.loads(out.read_text())
     return {"wall_s": wall, **{k: res[k] for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")},
-            "results": res["results"]}
+            "idle_s": 0.0, "results": res["results"]}
 
 
 def verify(hp: dict, hw: dict) -> dict:
@@ -361,6 +363,8 @@ def main(argv=None) -> int:
         "handwritten_fused_n1": lambda o: run_handwritten(data, 1, "fused", o),
         "handwritten_hpcdist_kernel_n1": lambda o: run_handwritten(data, 1, "hpcdist", o),
         "hpcdist_stats_n2": lambda o: run_hpcdist("stats.py", 2, ["--input", f"{data}:/x", *STATS_PARAMS], o),
+        "hpcdist_stats_static_n2": lambda o: run_hpcdist("stats.py", 2, ["--input", f"{data}:/x", *STATS_PARAMS,
+                                                                          "--schedule", "static"], o),
         "handwritten_fused_n2": lambda o: run_handwritten(data, 2, "fused", o),
         "handwritten_hpcdist_kernel_n2": lambda o: run_handwritten(data, 2, "hpcdist", o),
         "hpcdist_pi_n1": lambda o: run_hpcdist("montecarlo_pi.py", 1, ["--param", f"samples={samples}"], o),
@@ -392,6 +396,8 @@ def main(argv=None) -> int:
                                                                       runs[f"handwritten_hpcdist_kernel_n{n}"][0])
     a, b = runs["hpcdist_stats_n1"][0]["results"], runs["hpcdist_stats_n2"][0]["results"]
     checks["hpcdist_stats_same_bits_n1_n2"] = all(a[k].tobytes() == b[k].tobytes() for k in a)
+    c = runs["hpcdist_stats_static_n2"][0]["results"]
+    checks["hpcdist_stats_same_bits_static_dynamic"] = all(a[k].tobytes() == c[k].tobytes() for k in a)
     pa, pb = runs["hpcdist_pi_n1"][0]["results"], runs["hpcdist_pi_n2"][0]["results"]
     checks["hpcdist_pi_same_bits_n1_n2"] = all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
     report["checks"] = checks
@@ -400,8 +406,10 @@ def main(argv=None) -> int:
     for name, rs in runs.items():
         ranks = 2 if name.endswith("n2") else 1
         entry = {"ranks": ranks}
-        for key in ("wall_s", "elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s"):
+        for key in ("wall_s", "elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s", "idle_s"):
             entry[key] = stats_of([x[key] for x in rs])
+        if "schedule" in rs[0]:
+            entry["schedule"] = rs[0]["schedule"]
         if "pi" in name:
             entry["samples"] = samples
             entry["samples_per_s_elapsed"] = samples / entry["elapsed_s"]["median"]
@@ -424,11 +432,15 @@ def main(argv=None) -> int:
         for base in ("handwritten_fused", "handwritten_hpcdist_kernel"):
             for key in ("wall_s", "elapsed_s"):
                 ratios[f"hpcdist_over_{base}_n{n}_{key}"] = paired(f"hpcdist_stats_n{n}", f"{base}_n{n}", key)
+    for key in ("wall_s", "elapsed_s"):
+        ratios[f"hpcdist_dynamic_over_static_n2_{key}"] = paired("hpcdist_stats_n2", "hpcdist_stats_static_n2", key)
     report["ratios"] = ratios
     eff = {}
-    for prog in ("hpcdist_stats", "handwritten_fused", "handwritten_hpcdist_kernel", "hpcdist_pi"):
+    for prog in ("hpcdist_stats", "hpcdist_stats_static", "handwritten_fused", "handwritten_hpcdist_kernel",
+                 "hpcdist_pi"):
         for key in ("wall_s", "elapsed_s"):
-            t1, t2 = programs[f"{prog}_n1"][key]["median"], programs[f"{prog}_n2"][key]["median"]
+            one = "hpcdist_stats_n1" if prog == "hpcdist_stats_static" else f"{prog}_n1"
+            t1, t2 = programs[one][key]["median"], programs[f"{prog}_n2"][key]["median"]
             eff[f"{prog}_{key}"] = t1 / (2 * t2)
     report["parallel_efficiency_2_ranks"] = eff
     report["loadavg_per_round"] = loads
@@ -460,15 +472,16 @@ def markdown(rep: dict) -> str:
         lines.append(f"| {name} | {s['median']:.4f} ({s['min']:.4f}) | {v['GBps_median']:.2f} ({v['GBps_best']:.2f}) "
                      f"| {v['GBps_median'] / membw:.2f} |")
     lines += ["", "### (b, c, d) programs", "",
-              "| program | ranks | wall median (min) s | elapsed median (min) s | compute / read / compile s (median) "
-              "| GB/s wall | kernel GB/s per core | kernel / mem BW |", "|---|---|---|---|---|---|---|---|"]
+              "| program | ranks | wall median (min) s | elapsed median (min) s | compute / read / compile / idle s "
+              "(median) | GB/s wall | kernel GB/s per core | kernel / mem BW |", "|---|---|---|---|---|---|---|---|"]
     for name, p in prog.items():
         w, e = p["wall_s"], p["elapsed_s"]
         gb = f"{p['GBps_wall']:.2f}" if "GBps_wall" in p else f"{p['samples']:.2e} samples"
         kern = f"{p['kernel_GBps_per_core']:.2f}" if "kernel_GBps_per_core" in p else "-"
         frac = f"{p['kernel_fraction_of_memory_bandwidth']:.2f}" if "kernel_GBps_per_core" in p else "-"
         lines.append(f"| {name} | {p['ranks']} | {w['median']:.2f} ({w['min']:.2f}) | {e['median']:.2f} ({e['min']:.2f}) "
-                     f"| {p['compute_s']['median']:.2f} / {p['read_s']['median']:.2f} / {p['compile_s']['median']:.2f} "
+                     f"| {p['compute_s']['median']:.2f} / {p['read_s']['median']:.2f} / {p['compile_s']['median']:.2f} / "
+                     f"{p['idle_s']['median']:.2f} "
                      f"| {gb} | {kern} | {frac} |")
     lines += ["", "### ratios (same run, paired by round; target hpcdist / hand-written <= 1.02)", "",
               "| ratio | median of round ratios | ratio of medians |", "|---|---|---|"]
@@ -476,7 +489,8 @@ def markdown(rep: dict) -> str:
         lines.append(f"| {name} | {r['median_of_round_ratios']:.3f} | {r['ratio_of_medians']:.3f} |")
     lines += ["", "### 2-rank parallel efficiency T1 / (2 T2) (targets: stats >= 0.8, pi >= 0.9)", "",
               "| program | on wall time | on elapsed_s |", "|---|---|---|"]
-    for prog_name in ("hpcdist_stats", "handwritten_fused", "handwritten_hpcdist_kernel", "hpcdist_pi"):
+    for prog_name in ("hpcdist_stats", "hpcdist_stats_static", "handwritten_fused", "handwritten_hpcdist_kernel",
+                      "hpcdist_pi"):
         lines.append(f"| {prog_name} | {eff[prog_name + '_wall_s']:.2f} | {eff[prog_name + '_elapsed_s']:.2f} |")
     lines += ["", "checks: " + ", ".join(f"{k}={v['ok'] if isinstance(v, dict) else v}" for k, v in rep["checks"].items())]
     return "\n".join(lines)
