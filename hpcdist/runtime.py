@@ -183,7 +183,7 @@ class _Run:
         buf = self.source.empty(min(plan.shard_rows, plan.rows))
         clock.schedule = schedule.resolve(self.options.schedule, world.size)
         started, busy = time.perf_counter(), 0.0
-        shards_of = schedule.open_schedule(clock.schedule, todo, world.rank, world.size, world.comm)
+        shards_of = schedule.open_schedule(clock.schedule, todo, world.rank, world.size, world.comm, coord.poll)
         try:
             for shard in shards_of:     # own block first; stolen tails (out of order) under dynamic
                 coord.poll()

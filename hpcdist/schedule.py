@@ -45,10 +45,14 @@ locality (a jump in the file, one more tree node to reduce and checkpoint). So o
 dynamic maps what static maps, and a pass of tiny shards is never shuffled by scheduling jitter.
 A victim whose speed is not known yet (no shard finished) is assumed as fast as the thief.
 
-**Termination**: a dry rank stops when one sweep over every other rank's word finds nothing worth
-stealing (up to ``SURVEY_ALL`` ranks it always reads every word; beyond, it samples ``SAMPLE``
-random victims and its two neighbours first, and sweeps all only when the sample is empty). A
-shard claimed but not yet mapped is its claimant's; it is never lost and never taken twice.
+**Victims and termination**: up to ``SURVEY_ALL`` (16) ranks, a dry rank reads every word and
+stops when none is worth stealing from. Beyond, it reads ``SAMPLE`` (8) random words and its two
+ring neighbours (on its node, with block placement), and when that sample is empty it enters a
+non-blocking barrier (``Ibarrier``, the NBX pattern) and keeps sampling, backing off from 0.5 ms
+to ``CLAIM_S``, until every rank has entered: O(log P) to detect the end instead of O(P) reads
+per rank. A rank leaves only with its own word empty, and only it refills that word, so every
+position is claimed. A shard claimed but not yet mapped is its claimant's: never lost, never taken
+twice.
 
 **Progress**: under MPICH's shared-memory windows an atomic is done by the origin (measured: ~3 us
 to a rank that sleeps without calling MPI). Where atomics go through the target's progress engine
@@ -83,7 +87,8 @@ SCHEDULES = ("auto", "static", "dynamic")
 CLAIM_S = 0.020            # an owner claims about this much work per atomic
 STEAL_MIN_GAIN_S = 0.050   # a steal must be expected to save at least this much
 SURVEY_ALL = 16            # up to this many ranks, a dry rank reads every word before choosing
-SAMPLE = 8                 # beyond: this many random victims (plus both neighbours) first
+SAMPLE = 8                 # beyond: this many random victims (plus both neighbours)
+DRY_PAUSE_S = 0.0005       # a dry rank samples again after this, doubling up to CLAIM_S
 _BITS = 32
 _MASK = (1 << _BITS) - 1
 MAX_POSITIONS = 1 << 31    # positions must fit the 32-bit halves of a signed 64-bit word
@@ -150,6 +155,18 @@ class Words(Protocol):
 
     def set_speed(self, rank: int, ns_per_shard: int) -> None: ...
 
+    def enter_dry(self) -> "Request":
+        """Say this rank found nothing (once); the request completes when every rank has."""
+
+
+class Request(Protocol):
+    def Test(self) -> bool: ...
+
+
+class _Flag:
+    def __init__(self, test: Callable[[], bool]) -> None:
+        self.Test = test
+
 
 class LocalWords:
     """In-process :class:`Words` (thread-safe): for one rank without a window and for tests."""
@@ -158,6 +175,7 @@ class LocalWords:
         self._lock = threading.Lock()
         self._words = [pack(*initial_block(n, r, ranks)) for r in range(ranks)]
         self._speed = [0] * ranks
+        self._ranks, self._dry = ranks, 0
 
     def read(self, rank: int) -> tuple[int, int]:
         with self._lock:
@@ -174,6 +192,11 @@ class LocalWords:
         with self._lock:
             self._speed[rank] = ns_per_shard
 
+    def enter_dry(self) -> Request:
+        with self._lock:
+            self._dry += 1
+        return _Flag(lambda: self._dry >= self._ranks)
+
 
 class Claimer:
     """One rank's side of the dynamic schedule over any :class:`Words` (pure logic, no timing)."""
@@ -189,9 +212,11 @@ class Claimer:
         self.claims = self.steals = self.atomics = self.races = 0
         self._rng = random.Random(rank)
         self._published = 0
+        self.exhaustive = ranks - 1 <= survey_all   # else: samples, and None means "none found *now*"
 
     def next_block(self, seconds_per_shard: float | None = None) -> range | None:
-        """The next positions for this rank to map, or None when there is nothing left worth taking."""
+        """The next positions for this rank to map, or None: own range empty and nothing worth
+        stealing among every other rank (``exhaustive``) or among a random sample (else)."""
         if seconds_per_shard:
             ns = max(1, int(seconds_per_shard * 1e9))
             if abs(ns - self._published) > self._published // 8:     # tell thieves when it moved >12%
@@ -225,14 +250,10 @@ class Claimer:
 
     def _steal(self, t: float | None) -> bool:
         """Take part of another rank's range into our own (empty) word; False when none is worth it."""
-        full = self.ranks - 1 <= self.survey_all
         while True:
-            best = self._best_victim(self._victims(full), t)
+            best = self._best_victim(self._victims(self.exhaustive), t)
             if best is None:
-                if full:
-                    return False
-                full = True                 # the sample was empty: sweep everyone before giving up
-                continue
+                return False
             victim, word, speed_ns = best
             while True:
                 front, back = unpack(word)
@@ -282,7 +303,7 @@ class _WindowWords:
     def __init__(self, comm, first_word: int) -> None:
         from mpi4py import MPI
 
-        self.MPI = MPI
+        self.MPI, self.comm = MPI, comm
         info = MPI.Info.Create()
         info.Set("accumulate_ordering", "none")   # each op is flushed on its own; no ordering needed
         info.Set("same_size", "true")
@@ -318,6 +339,9 @@ class _WindowWords:
         self._org[0] = ns_per_shard
         self.win.Accumulate([self._org, self._t], rank, (1, 1, self._t), self.MPI.REPLACE)
         self.win.Flush(rank)
+
+    def enter_dry(self) -> Request:
+        return self.comm.Ibarrier()
 
     def unlock(self) -> None:
         self.win.Unlock_all()
@@ -356,8 +380,9 @@ class Dynamic(Schedule):
     name = "dynamic"
 
     def __init__(self, todo: Sequence[int], rank: int, ranks: int, comm=None, words: Words | None = None,
-                 **tuning) -> None:
+                 poll: Poll | None = None, **tuning) -> None:
         super().__init__(todo, rank, ranks, comm)
+        self.poll = poll
         n = len(todo)
         if words is None:
             words = _WindowWords(comm, pack(*initial_block(n, rank, ranks))) if comm is not None \
@@ -373,10 +398,22 @@ class Dynamic(Schedule):
         claimer, todo = self.claimer, self.todo
         start = time.perf_counter()
         inside, done = 0.0, 0
+        dry = None
         while True:
             t0 = time.perf_counter()
             per_shard = (t0 - start - inside) / done if done else None
             block = claimer.next_block(per_shard)
+            if block is None and not claimer.exhaustive:
+                # Termination without sweeping every word (NBX): say "dry" in a non-blocking barrier
+                # and keep sampling, backing off, until every rank has said it too.
+                dry = dry or self.words.enter_dry()
+                pause = DRY_PAUSE_S
+                while block is None and not dry.Test():
+                    if self.poll is not None:
+                        self.poll()
+                    time.sleep(pause)
+                    pause = min(2 * pause, claimer.claim_s)
+                    block = claimer.next_block(per_shard)
             inside += time.perf_counter() - t0
             self.claims, self.steals = claimer.claims, claimer.steals
             if block is None:
@@ -397,10 +434,12 @@ class Dynamic(Schedule):
             self.words.free()
 
 
-def open_schedule(name: str, todo: Sequence[int], rank: int, ranks: int, comm=None) -> Schedule:
-    """The schedule ``name`` (already resolved) for this rank; collective for ``dynamic``."""
+def open_schedule(name: str, todo: Sequence[int], rank: int, ranks: int, comm=None,
+                  poll: Poll | None = None) -> Schedule:
+    """The schedule ``name`` (already resolved) for this rank; collective for ``dynamic``.
+    ``poll`` is called while a dry rank waits for the others to run dry too."""
     if name == "dynamic":
-        return Dynamic(todo, rank, ranks, comm)
+        return Dynamic(todo, rank, ranks, comm, poll=poll)
     if name == "static":
         return Schedule(todo, rank, ranks, comm)
     raise ValueError(f"unknown schedule {name!r}")

@@ -86,12 +86,13 @@ def simulate(n, ranks, speeds, todo=None, **tuning):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("ranks", [1, 2, 3, 5, 40])
-def test_simulated_ranks_claim_every_shard_exactly_once(ranks):
+@pytest.mark.parametrize("ranks,survey_all", [(1, 16), (2, 16), (3, 16), (5, 16), (3, 0), (40, 16)])
+def test_simulated_ranks_claim_every_shard_exactly_once(ranks, survey_all):
     rng = random.Random(ranks)
-    speeds = [rng.choice([0.0, 0.0002, 0.001]) for _ in range(ranks)]
+    speeds = [0.002] + [rng.choice([0.0, 0.0002]) for _ in range(ranks - 1)]     # rank 0 is slow
     todo = [s for s in range(400) if s % 7 != 3]                # a resumed pass: gaps
-    got, scheds = simulate(len(todo), ranks, speeds, todo, min_gain_s=0.0, claim_s=1e-4)
+    got, scheds = simulate(len(todo), ranks, speeds, todo, min_gain_s=0.0, claim_s=1e-4, survey_all=survey_all)
+    assert all(c.claimer.exhaustive == (ranks - 1 <= survey_all) for c in scheds)   # 40: samples + NBX
     flat = sorted(s for g in got for s in g)
     assert flat == todo
     assert sum(c.claimer.steals for c in scheds) >= (1 if ranks > 1 else 0)

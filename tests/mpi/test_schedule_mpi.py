@@ -47,11 +47,14 @@ def claim_all(sched, delay=0.0, jitter=None):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("survey_all", [16, 0])      # 0: sample victims and end with NBX, as past 16 ranks
 @pytest.mark.parametrize("shards", [0, 1, 2, 7, 100, 1000])
-def test_every_shard_is_claimed_exactly_once_while_ranks_race(shards):
+def test_every_shard_is_claimed_exactly_once_while_ranks_race(shards, survey_all):
     comm = MPI.COMM_WORLD
     rng = np.random.default_rng(comm.Get_rank() + 10 * shards)
-    sched = Dynamic(range(shards), comm.Get_rank(), comm.Get_size(), comm, min_gain_s=0.0, claim_s=1e-4)
+    polls = []
+    sched = Dynamic(range(shards), comm.Get_rank(), comm.Get_size(), comm, min_gain_s=0.0, claim_s=1e-4,
+                    survey_all=survey_all, poll=lambda: polls.append(1))
     delay = slow_last_rank(0.0002, 0.001) if shards <= 100 else 0.0
     got = claim_all(sched, delay, rng)
     sched.close()
