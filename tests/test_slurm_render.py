@@ -217,3 +217,16 @@ def test_restart_line_only_on_a_restart():
     assert slurm_env.restart_line({"SLURM_JOB_ID": "7", "SLURM_RESTART_COUNT": "0"}) is None
     assert slurm_env.restart_line({"SLURM_JOB_ID": "7", "SLURM_RESTART_COUNT": "2"}).startswith(
         "hpcdist: slurm job 7 restart 2 (SLURM_RESTART_COUNT=2)")
+
+
+@pytest.mark.parametrize("script,env,message", [
+    ("requeue.sbatch", {"HPCDIST_CHECKPOINT": ""}, "HPCDIST_CHECKPOINT is empty: a run that requeues itself needs"),
+    ("array-sweep.sbatch", {}, "error: not an array task: submit with sbatch"),
+    ("run.sbatch", {"HPCDIST": "/nonexistent/hpcdist"}, "'/nonexistent/hpcdist' not found on "),
+])
+def test_scripts_refuse_a_wrong_setup_before_srun(script, env, message, tmp_path):
+    """Run as plain bash (no Slurm): the checks before srun end the script with one line and exit 2."""
+    proc = subprocess.run(["bash", str(ROOT / "slurm" / script)], capture_output=True, text=True, timeout=20,
+                          cwd=tmp_path, env={"PATH": os.environ["PATH"], "HPCDIST": "true", **env})
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr

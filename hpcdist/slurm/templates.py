@@ -71,7 +71,11 @@ REQUEUE = HEADER + """
 """ + VARIABLES + """\
 HPCDIST_MAX_REQUEUES=${HPCDIST_MAX_REQUEUES:-{{max_requeues}}}   # a job that never gets further stops here
 
-""" + LOG + PREPARE + """restarts=${SLURM_RESTART_COUNT:-0}
+""" + LOG + """if [[ -z $HPCDIST_CHECKPOINT ]]; then
+    log "error: HPCDIST_CHECKPOINT is empty: a run that requeues itself needs a checkpoint to resume from"
+    exit 2
+fi
+""" + PREPARE + """restarts=${SLURM_RESTART_COUNT:-0}
 log "run $((restarts + 1)) (SLURM_RESTART_COUNT=$restarts), ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}"
 
 # A requeued job keeps its job id, and MPICH names its shared memory after the job step: ranks
