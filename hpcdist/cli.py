@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hpcdist.slurm.env import require_mpi4py
     require_mpi4py()  # exit 2 with one line if mpi4py is missing, before anything imports it
-    from hpcdist.checkpoint.signals import stop_on_signals
+    from hpcdist.signals import stop_on_signals
 
     # handlers first, before MPI and numba start: a signal during start-up is a stop, not a kill
     with stop_on_signals(args.checkpoint is not None) as stop:

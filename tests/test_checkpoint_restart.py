@@ -64,6 +64,18 @@ class Launch:
         assert len(found) == self.ranks, f"found ranks {found}"
         return found
 
+    def ready(self):
+        """Every rank's process has its stop handlers installed (SIGUSR1 and SIGTERM are caught)."""
+        def caught(pid):
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("SigCgt:"):
+                    mask = int(line.split()[1], 16)
+                    return all(mask >> (s - 1) & 1 for s in (signal.SIGUSR1, signal.SIGTERM))
+            return False
+        pids = self.pids()
+        wait_for(lambda: all(caught(pid) for pid in pids.values()))
+        return pids
+
     def signal(self, rank, sig):
         os.kill(self.pids()[rank], sig)
 
@@ -141,8 +153,8 @@ def test_a_signal_to_a_non_zero_rank_checkpoints_all_ranks_and_exits_75(sig, tmp
     ckpt = tmp_path / "run.ckpt.h5"
     run = Launch(3, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "30",
                  "--output", str(tmp_path / "o.h5"))
-    pids = run.pids()
-    time.sleep(1.0)
+    pids = run.ready()
+    time.sleep(0.5)
     sent = time.monotonic()
     os.kill(pids[2], sig)
     code, err = run.finish()
@@ -158,8 +170,8 @@ def test_a_second_signal_during_the_checkpoint_write_does_not_corrupt_it(tmp_pat
     ckpt = tmp_path / "run.ckpt.h5"
     run = Launch(3, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "30",
                  "--output", str(tmp_path / "o.h5"), env={"HPCDIST_FAULT_CHECKPOINT_WRITE_DELAY": "0.5"})
-    pids = run.pids()
-    time.sleep(0.7)
+    pids = run.ready()
+    time.sleep(0.3)
     os.kill(pids[1], signal.SIGUSR1)
     wait_for(lambda: writing(ckpt))
     os.kill(pids[0], signal.SIGTERM)

@@ -2,7 +2,7 @@
 
 from hpcdist.checkpoint.coordinator import Coordinator, Interrupted, Policy
 from hpcdist.checkpoint.fingerprint import differences, fingerprint
-from hpcdist.checkpoint.signals import StopFlag, stop_on_signals
+from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.checkpoint.store import Checkpoint, load, remove, save
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: checkpointed after a signal, run again to resume

@@ -25,7 +25,7 @@ from mpi4py import MPI
 
 from hpcdist.comm import POLL_SLEEP_S, World, recv_bytes, wait
 from hpcdist.partials import Node, decode_with_meta, encode
-from hpcdist.checkpoint.signals import StopFlag
+from hpcdist.signals import StopFlag
 
 _SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT, _TALLY, _RESULT = range(7301, 7308)
 
@@ -78,6 +78,7 @@ class Coordinator:
         self._seq = 0
         self._sent_snapshots = 0
         self._sent_stop_requests = 0
+        self._tally_pass = -1                 # the last pass whose tally this rank sent
         self._pending: list[tuple[MPI.Request, np.ndarray]] = []
         self._last_report = time.monotonic()
         self._shards_at_report = 0
@@ -117,6 +118,7 @@ class Coordinator:
             meta = {"snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests,
                     "timings": list(timings), "shards": self.shards_done, "busy_s": self.busy_s}
             self._isend(encode([], meta), 0, _TALLY)
+            self._tally_pass = self.pass_index
             return None
         while len(self._tallies) < self.size - 1:
             self._serve()
@@ -174,7 +176,8 @@ class Coordinator:
     def _follow_stop(self) -> None:
         self.ctl.Recv([np.empty(0, np.uint8), MPI.BYTE], source=0, tag=_STOP)
         self._seq += 1
-        meta = {**self._meta(), "snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests}
+        meta = {**self._meta(), "snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests,
+                "tally_pass": self._tally_pass}
         self._isend(encode(self.nodes(), meta), 0, _FINAL)
         verdict = recv_bytes(self.ctl, 0, _EXIT)
         self._complete_sends()
@@ -245,6 +248,8 @@ class Coordinator:
                 time.sleep(POLL_SLEEP_S)
         for r, meta in finals.items():
             self._drain(r, meta["snapshots"], meta["stop_requests"])
+            if meta["tally_pass"] == self.pass_index and r not in self._tallies:
+                self._tallies[r] = decode_with_meta(recv_bytes(self.ctl, r, _TALLY))[1]
         saved = self._write(force=True) if self.policy.enabled else False
         for r in range(1, self.size):
             self._isend(np.array([1 if saved else 0], np.uint8), r, _EXIT)
