@@ -27,7 +27,7 @@ from hpcdist.partials import Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist import schedule
 from hpcdist.shards import ShardPlan, plan_shards
-from hpcdist.slurm.env import slurm_attrs
+from hpcdist.allocation import slurm_attrs
 from hpcdist.sources import Source, open_source
 from hpcdist.tree import Fold, span
 
@@ -258,7 +258,7 @@ class _Run:
         self.generation += 1
         snapshot = ckpt.Checkpoint(fingerprint=self.fp, pass_index=pass_index, nodes=nodes,
                                    state=self.state, generation=self.generation, ranks=self.world.size,
-                                   rank_shards=ranks, rank_busy_s=busy)
+                                   rank_shards=ranks, rank_busy_s=busy, allocation=slurm_attrs())
         try:
             ckpt.save(self.options.checkpoint, snapshot)
             return True

@@ -17,7 +17,8 @@ def make(gen, nodes=None, state=None):
     nodes = nodes if nodes is not None else [(2, 0, {"s": np.arange(3.0) * gen, "n": np.asarray(4)}),
                                              (0, 5, np.array([gen, 1.5]))]
     return Checkpoint(fingerprint=FP, pass_index=1, nodes=nodes, state=state, generation=gen, ranks=3,
-                      rank_shards=[2, 3, 0], rank_busy_s=[0.1, 0.2, 0.0])
+                      rank_shards=[2, 3, 0], rank_busy_s=[0.1, 0.2, 0.0],
+                      allocation={"slurm_job_id": 42, "slurm_restart_count": 1})
 
 
 def test_round_trip_keeps_every_bit(tmp_path):
@@ -31,6 +32,7 @@ def test_round_trip_keeps_every_bit(tmp_path):
     assert p0["s"].tobytes() == np.arange(3.0).tobytes() and p0["n"].shape == ()
     assert p1.tobytes() == np.array([1, 1.5]).tobytes()
     assert got.state["centroids"].tobytes() == (np.eye(2) / 3).tobytes()
+    assert got.allocation == {"slurm_job_id": 42, "slurm_restart_count": 1}
 
 
 def test_the_file_is_plain_hdf5_with_fletcher32_and_no_code(tmp_path):

@@ -22,6 +22,7 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
                 "pass_index": c.pass_index, "shards_done": c.shards_done(), "shards": c.shards,
                 "written_utc": c.written_utc, "ranks": c.ranks, "rank_shards_done": c.rank_shards,
                 "rank_busy_s": c.rank_busy_s, "nodes": len(c.nodes), "fingerprint": c.fingerprint,
+                "allocation": c.allocation,
             })
         except CorruptCheckpoint as exc:
             generations.append({"file": candidate, "valid": False, "problem": str(exc)})
@@ -44,4 +45,6 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
                      f"{fp['shards']} shards of {fp['shard_rows']} rows, hpcdist {fp['hpcdist_version']}")
         per_rank = ", ".join(f"{n}" for n in g["rank_shards_done"])
         lines.append(f"  shards done per rank: [{per_rank}]")
+        if g["allocation"]:
+            lines.append("  allocation " + ", ".join(f"{k}={v}" for k, v in sorted(g["allocation"].items())))
     return "\n".join(lines), valid

@@ -51,6 +51,7 @@ class Checkpoint:
     rank_shards: list[int] = field(default_factory=list)
     rank_busy_s: list[float] = field(default_factory=list)
     written_utc: str = ""
+    allocation: dict[str, Any] = field(default_factory=dict)   # e.g. SLURM_JOB_ID, SLURM_RESTART_COUNT
 
     @property
     def shards(self) -> int:
@@ -148,6 +149,7 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
         f.attrs[key] = value
     f.attrs["ranks"] = ckpt.ranks
     f.attrs["written_utc"] = ckpt.written_utc
+    f.attrs["allocation"] = json.dumps(ckpt.allocation, sort_keys=True)
     f.attrs["shards_done"] = ckpt.shards_done()
     nodes = f.create_group("nodes")
     for level, index, partial in ckpt.nodes:
@@ -181,6 +183,7 @@ def _read(f: h5py.File) -> Checkpoint:
         rank_shards=[int(x) for x in f["ranks/shards_done"][()]],
         rank_busy_s=[float(x) for x in f["ranks/busy_s"][()]],
         written_utc=str(f.attrs["written_utc"]),
+        allocation=json.loads(f.attrs.get("allocation", "{}")),
     )
 
 
