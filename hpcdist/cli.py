@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hpcdist.slurm.cli import add_slurm_parser  # hpcdist slurm render|submit (hpcdist/slurm/)
     add_slurm_parser(sub)
+    from hpcdist.bench.cli import add_bench_parser  # hpcdist bench strong|weak|report|compare (hpcdist/bench/)
+    add_bench_parser(sub)
     return parser
 
 
