@@ -156,6 +156,44 @@ class Foreign:
         return self.cpu_s > DISTURBED * self.wall + 0.15
 
 
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "numba", "llvmlite", "h5py", "mpi4py", "mpich"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        import h5py
+        from mpi4py import MPI
+        out["hdf5"] = h5py.version.hdf5_version
+        out["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip()
+    except Exception:   # noqa: BLE001 - informational only
+        pass
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# ---- the dataset --------------------------------------------------------------------------------
+
+
 # ---- the dataset --------------------------------------------------------------------------------
 
 def ensure_data(path: Path, rows: int, cols: int) -> None:
@@ -303,7 +341,6 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
     os.close(fd)
     f.close()
     src.close()
-    del whole
     out["_foreign_cpu_s_per_round"] = foreign
     out["_note"] = (f"streams over the whole {nbytes / 1e9:.2f} GB dataset (page cache / memory); kernels: best "
                     f"of {kernel_reps} calls on one 4 MiB buffer per round, median/min over rounds")
