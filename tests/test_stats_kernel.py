@@ -230,7 +230,7 @@ def model(x, bins):
         for j0 in range(0, c, cw):
             a = np.ascontiguousarray(x[b0:b0 + rows, j0:j0 + cw]).reshape(-1).astype(np.float64)
             m8 = a.size // LANES * LANES
-            vec, tail = a[:m8].reshape(-1, LANES), a[m8:]
+            vec = a[:m8].reshape(-1, LANES)
             s = np.zeros(LANES)
             for row in vec:
                 s = s + np.where(row == row, row, 0.0)
