@@ -311,6 +311,7 @@ class _WindowWords:
         self.win = MPI.Win.Allocate(16, 8, info, comm)   # collective
         info.Free()
         self.win.Lock_all(MPI.MODE_NOCHECK)
+        self._locked = True
         mem = np.frombuffer(self.win.tomemory(), dtype=np.int64)
         mem[0], mem[1] = first_word, 0
         self.win.Sync()
@@ -344,10 +345,16 @@ class _WindowWords:
         return self.comm.Ibarrier()
 
     def unlock(self) -> None:
-        self.win.Unlock_all()
+        """End this rank's access epoch (once); its own word stays readable until :meth:`free`."""
+        if self._locked:
+            self._locked = False
+            self.win.Unlock_all()
 
     def free(self) -> None:
-        self.win.Free()
+        """Collective. Call only when every rank has unlocked (after a barrier)."""
+        self.unlock()
+        if self.win:
+            self.win.Free()
 
 
 class Schedule:
