@@ -50,7 +50,7 @@ def test_output_records_the_run(inputs, tmp_path):
 
     out = tmp_path / "o.h5"
     run_ok("run", str(JOBS / "stats.py"), "--input", str(inputs / "x.npy"), "--output", str(out),
-           "--shard-rows", "1000", ranks=3)
+           "--shard-rows", "1000", "--schedule", "static", ranks=3)
     with h5py.File(out) as f:
         a = dict(f.attrs)
     assert a["job"] == "stats" and a["ranks"] == 3 and a["shards"] == 10 and a["rows"] == 9001
