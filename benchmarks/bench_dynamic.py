@@ -42,26 +42,8 @@ UNEVEN = ROOT / "tests" / "jobs" / "uneven_sum.py"
 STATS = ROOT / "jobs" / "stats.py"
 FACTOR = 4.0
 
+from bench_core import loadavg, mpiexec, wait_for_quiet  # noqa: E402  (shared launch helpers)
 
-def loadavg() -> list[float]:
-    with open("/proc/loadavg") as fh:
-        return [float(v) for v in fh.read().split()[:3]]
-
-
-def wait_for_quiet(max_load: float, wait_s: float) -> list[float]:
-    """Wait (up to wait_s) until the 1-minute load average is at most max_load; returns it."""
-    deadline = time.time() + wait_s
-    load = loadavg()
-    while load[0] > max_load and time.time() < deadline:
-        print(f"  load average {load[0]:.2f} > {max_load}: waiting ...", file=sys.stderr, flush=True)
-        time.sleep(15)
-        load = loadavg()
-    return load
-
-
-def mpiexec() -> str:
-    found = BIN / "mpiexec"
-    return str(found) if found.exists() else shutil.which("mpiexec") or "mpiexec"
 
 
 def run(ranks: int, job: Path, args: list[str], out: Path) -> dict:

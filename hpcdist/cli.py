@@ -123,8 +123,10 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         from hpcdist.show import format_result
 
         given = w.agree(lambda: parse_assignments(args.param))
-        w.agree(lambda: load_job(args.job) and None)
-        job = load_job(args.job)
+        job, problem = _load_everywhere(load_job, args.job)   # every rank imports at once
+        w.agree(lambda: _raise_if(problem))                   # rank 0's verdict is everyone's
+        if problem:
+            raise UserError(problem)                          # this rank alone: abort the run
         options = RunOptions(args.input, args.output, given, args.shard_rows, args.checkpoint,
                              args.checkpoint_every, args.checkpoint_every_shards, args.restart,
                              args.keep_checkpoint, schedule=args.schedule)
@@ -142,6 +144,18 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         return 0
 
     return run_spmd(body, w.comm)
+
+
+def _load_everywhere(load_job, path: str):
+    try:
+        return load_job(path), None
+    except UserError as exc:
+        return None, str(exc)
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem:
+        raise UserError(problem)
 
 
 def _leave_interrupted(w, stop) -> int:

@@ -40,7 +40,7 @@ def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]
                 f.create_dataset(name, data=np.asarray(value))
             for key, value in attrs.items():
                 f.attrs[key] = _attr(value)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -81,7 +81,8 @@ def _temp_name(path: str) -> str:
     return os.path.join(directory, f".{base}.tmp-{os.getpid()}")
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """Flush a file (or directory) to disk before a rename makes it visible."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

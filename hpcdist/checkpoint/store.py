@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from hpcdist.errors import UserError
+from hpcdist.output import fsync_path as _fsync
 from hpcdist.partials import Node, from_items, items
 
 FORMAT = "hpcdist-checkpoint"
@@ -234,11 +235,3 @@ def _check_trailer(path: str) -> None:
         raise CorruptCheckpoint("no checksum trailer (truncated or partly written)")
     if hashlib.sha256(body).hexdigest().encode() != trailer[len(_TRAILER):-1]:
         raise CorruptCheckpoint("checksum mismatch (the file was altered or damaged)")
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
