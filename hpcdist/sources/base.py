@@ -21,8 +21,14 @@ class Source(ABC):
     spec: str
     rows: int
     row_shape: tuple[int, ...]
-    dtype: np.dtype
+    dtype: np.dtype          # what kernels get: native byte order, a type kernels take
     chunk_rows: int = 1
+    conversion: str = ""     # how stored values became ``dtype`` values ("" when they are the same)
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        """The dtype as stored in the file (``dtype`` unless converted)."""
+        return self.dtype
 
     @property
     def row_bytes(self) -> int:
@@ -46,10 +52,14 @@ class Source(ABC):
         rows = [self.read(int(i), int(i) + 1, out).copy() for i in indices]
         return np.concatenate(rows) if rows else self.empty(0)
 
+    @abstractmethod
+    def files(self) -> list[str]:
+        """Every real file (realpath) a read touches, so an output can be refused if it is one."""
+
     def describe(self) -> dict[str, Any]:
         """What identifies the data (recorded in outputs; checkpoints fingerprint it)."""
         return {"input": self.spec, "rows": self.rows, "row_shape": list(self.row_shape),
-                "dtype": self.dtype.str}
+                "dtype": self.dtype.str, "stored_dtype": self.stored_dtype.str}
 
     def close(self) -> None:
         """Release file handles."""
@@ -59,12 +69,6 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def check_numeric(dtype: np.dtype, where: str) -> np.dtype:
-    if dtype.kind not in "iuf":
-        raise UserError(f"{where}: dtype {dtype} is not numeric (expected integer or float)")
-    return dtype
 
 
 def check_not_empty(shape: tuple[int, ...], where: str) -> None:
@@ -79,6 +83,10 @@ def file_identity(path: str) -> dict[str, Any]:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+class TruncatedFile(OSError):
+    """The file ends before the bytes its own metadata promises: a damaged or truncated input."""
+
+
 def pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
     """Fill ``buf`` (C-contiguous) from file offset ``offset``: one copy, page cache to buffer."""
     view = memoryview(buf.reshape(-1).view(np.uint8))
@@ -87,5 +95,19 @@ def pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
     while done < total:
         got = os.preadv(fd, [view[done:]], offset + done)
         if got <= 0:
-            raise OSError(f"unexpected end of file at byte {offset + done}")
+            raise TruncatedFile(f"the file ends at byte {offset + done}, before the data does")
         done += got
+
+
+def unreadable(where: str, start: int, stop: int, exc: OSError) -> Exception:
+    """The error for rows ``[start, stop)`` that could not be read, naming file, dataset and rows.
+
+    Data that fails to decode (a corrupted chunk, a checksum mismatch, a truncated file) is bad
+    input: a one-line UserError. An operating-system error (EIO) is an I/O failure and stays one.
+    """
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if exc.errno is not None and not isinstance(exc, TruncatedFile):
+        return OSError(exc.errno, f"{where}: rows {start} to {stop - 1} cannot be read: {exc.strerror}")
+    if any(word in what.lower() for word in ("filter", "checksum", "fletcher", "decompress", "inflate")):
+        what = f"a chunk fails to decode ({what})"
+    return UserError(f"{where}: rows {start} to {stop - 1} cannot be read: {what}")

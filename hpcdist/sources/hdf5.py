@@ -1,10 +1,11 @@
 """HDF5 datasets through serial h5py: every rank opens the file read-only and reads its own rows.
 
-Reads copy as little as possible. For an uncompressed dataset in native byte order, HDF5's own
-metadata gives each chunk's (or the contiguous block's) byte offset, and the rows are read with one
-``pread`` straight into the reused shard buffer; HDF5 does not allocate and copy every chunk. Any
-other layout (filters, partial-width chunks, non-native byte order, unallocated chunks) falls back
-to ``read_direct``, which is always correct.
+Reads copy as little as possible: where the rows are provably plain bytes in the file HDF5 itself
+reads (see :mod:`hpcdist.sources.hdf5_layout`), one ``pread`` per run of chunks puts them straight
+into the reused shard buffer. Everything else (links into other files are fine; virtual datasets,
+external raw storage, filters, compact layout, unusual file types) is read with ``read_direct``,
+which is always right. Stored values are converted once per shard to what kernels take
+(:mod:`hpcdist.sources.convert`), and rows that cannot be read are one line naming them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import h5py
 import numpy as np
 
 from hpcdist.errors import UserError
-from hpcdist.sources.base import Source, check_not_empty, check_numeric, file_identity, pread_into
-
-TABLE_AFTER = 20   # walk all chunks' offsets once a rank has looked up 1/20 of them one by one
+from hpcdist.sources.base import Source, check_not_empty, file_identity, unreadable
+from hpcdist.sources.convert import Conversion
+from hpcdist.sources.hdf5_layout import RawRows, dataset_files
 
 
 class HDF5Source(Source):
@@ -33,116 +34,82 @@ class HDF5Source(Source):
         except OSError as exc:
             raise UserError(f"{path}: cannot open HDF5 file ({exc})") from None
         try:
-            obj = self._file.get(dataset)
-            if obj is None:
-                raise UserError(f"{path}: no dataset {dataset!r}{_available(self._file)}")
-            if not isinstance(obj, h5py.Dataset):
-                raise UserError(f"{path}:{dataset} is a group, not a dataset{_available(obj)}")
-            where = f"{path}:{dataset}"
-            check_not_empty(obj.shape, where)
-            self.dtype = check_numeric(obj.dtype, where).newbyteorder("=")  # HDF5 converts on read
-        except UserError:
+            self._ds = self._open_dataset()
+            self._conv = Conversion(self._ds.dtype, self.spec)
+            self._raw = RawRows.open(self._ds)
+        except BaseException:
             self._file.close()
             raise
-        self._ds = obj
-        self.rows = int(obj.shape[0])
-        self.row_shape = tuple(int(s) for s in obj.shape[1:])
-        self.chunk_rows = int(obj.chunks[0]) if obj.chunks else 1
-        self._offset = self._contiguous_offset()
-        self._chunked_raw = self._offset is None and self._chunks_are_raw_rows()
-        self._fd = os.open(path, os.O_RDONLY) if (self._offset is not None or self._chunked_raw) else -1
-        self._table: np.ndarray | bool | None = None
-        self._lookups = 0
+        self.dtype = self._conv.target
+        self.conversion = self._conv.text
+        self.rows = int(self._ds.shape[0])
+        self.row_shape = tuple(int(s) for s in self._ds.shape[1:])
+        self.chunk_rows = int(self._ds.chunks[0]) if self._ds.chunks else 1
+        self.read_path = self._raw.kind if self._raw is not None else "h5py"   # for tests and tuning
+        self._files: list[str] | None = None
 
-    def _contiguous_offset(self) -> int | None:
-        if self._ds.chunks is not None or not self._ds.dtype.isnative:
-            return None
-        return self._ds.id.get_offset()
+    def _open_dataset(self) -> h5py.Dataset:
+        path, dataset = self.path, self.dataset
+        try:
+            obj = self._file.get(dataset)
+        except (KeyError, OSError) as exc:   # a dangling external or soft link
+            raise UserError(f"{self.spec}: cannot be opened ({str(exc).splitlines()[0]})") from None
+        if obj is None:
+            raise UserError(f"{path}: no dataset {dataset!r}{_available(self._file)}")
+        if not isinstance(obj, h5py.Dataset):
+            raise UserError(f"{self.spec} is a group, not a dataset{_available(obj)}")
+        check_not_empty(obj.shape, self.spec)
+        enum = h5py.check_enum_dtype(obj.dtype)
+        if enum is not None and obj.dtype.kind != "b":
+            raise UserError(f"{self.spec}: dtype enum ({obj.dtype}, labels {', '.join(list(enum)[:4])}) "
+                            f"is not numeric (expected integers, floats or bools)")
+        return obj
 
-    def _chunks_are_raw_rows(self) -> bool:
-        """Chunks hold whole rows, unfiltered, native order: each is a plain run of bytes."""
-        ds = self._ds
-        return (
-            ds.chunks is not None
-            and tuple(ds.chunks[1:]) == self.row_shape
-            and ds.id.get_create_plist().get_nfilters() == 0
-            and self._ds.dtype.isnative
-        )
+    @property
+    def stored_dtype(self) -> np.dtype:
+        return self._conv.stored
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         buf = out[: stop - start]
-        if self._offset is not None:
-            pread_into(self._fd, buf, self._offset + start * self.row_bytes)
-        elif self._chunked_raw:
-            self._read_raw_chunks(start, stop, buf)
-        else:
-            self._ds.read_direct(buf, np.s_[start:stop], np.s_[0 : stop - start])
-        return buf
-
-    def _read_raw_chunks(self, start: int, stop: int, buf: np.ndarray) -> None:
-        """Rows [start, stop) chunk by chunk; chunks that follow each other in the file are read
-        with one pread (their offsets come from a table built once, see _chunk_table)."""
-        cr, rb = self.chunk_rows, self.row_bytes
-        table = self._chunk_table()
-        row = start
-        while row < stop:
-            first = row - row % cr
-            end = min(first + cr, stop)
-            offset = self._chunk_offset(first, table)
-            part = buf[row - start : end - start]
-            if offset < 0:  # never written: HDF5 supplies the fill value
-                self._ds.read_direct(part, np.s_[row:end], np.s_[0 : end - row])
+        raw = self._conv.raw(buf)
+        try:
+            if self._raw is not None:
+                self._raw.read(start, stop, raw, self._h5py_rows)
             else:
-                if table is not None:  # extend over the chunks stored right after this one
-                    while end < stop and table[end // cr] == offset + (end - first) * rb:
-                        end = min(end + cr, stop)
-                    part = buf[row - start : end - start]
-                pread_into(self._fd, part, offset + (row - first) * rb)
-            row = end
+                self._h5py_rows(start, stop, raw)
+        except OSError as exc:
+            raise unreadable(self.spec, start, stop, exc) from None
+        return self._conv.finish(raw, buf)
 
-    def _chunk_offset(self, first_row: int, table: np.ndarray | None) -> int:
-        if table is not None:
-            return int(table[first_row // self.chunk_rows])
-        self._lookups += 1
-        info = self._ds.id.get_chunk_info_by_coord((first_row, *(0,) * len(self.row_shape)))
-        return -1 if info.byte_offset is None else int(info.byte_offset)
-
-    def _chunk_table(self) -> np.ndarray | None:
-        """File offset of every chunk (-1: never written) from one H5Dchunk_iter walk, ~2 us a chunk
-        where H5Dget_chunk_info_by_coord costs ~40 us. Built once this rank has looked up
-        1/TABLE_AFTER of the chunks one by one, so a rank that reads only a few chunks of a huge
-        dataset never walks them all; None until then (or if this HDF5 has no chunk_iter)."""
-        if self._table is None:
-            chunks = -(-self.rows // self.chunk_rows)
-            if self._lookups * TABLE_AFTER < chunks:
-                return None
-            self._table = False
-            table = np.full(chunks, -1, np.int64)
-            cr = self.chunk_rows
-
-            def visit(info) -> None:
-                if info.byte_offset is not None:
-                    table[info.chunk_offset[0] // cr] = info.byte_offset
-
-            try:
-                self._ds.id.chunk_iter(visit)
-                self._table = table
-            except Exception:  # noqa: BLE001 - no chunk_iter in this h5py/HDF5: keep looking up
-                pass
-        return self._table if self._table is not False else None
+    def _h5py_rows(self, start: int, stop: int, into: np.ndarray) -> None:
+        self._ds.read_direct(into, np.s_[start:stop], np.s_[0 : stop - start])
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         if len(indices) == 0:
             return self.empty(0)
-        return self._ds[np.asarray(indices, dtype=np.int64)]
+        indices = np.asarray(indices, dtype=np.int64)
+        try:
+            values = self._ds[indices]
+        except OSError as exc:
+            raise unreadable(self.spec, int(indices[0]), int(indices[-1]) + 1, exc) from None
+        return np.ascontiguousarray(values, dtype=self.dtype)
+
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files = dataset_files(self._file, self.dataset, self._ds)
+        return list(self._files)
 
     def describe(self) -> dict:
-        return {**super().describe(), **file_identity(self.path), "dataset": self.dataset}
+        found = {**super().describe(), **file_identity(self.path), "dataset": self.dataset}
+        linked = {p: [os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in self.files()[1:] if os.path.exists(p)}
+        if linked:   # a resume must notice a change behind a link too
+            found["linked_files"] = linked
+        return found
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         if self._file.id.valid:
             self._file.close()
 

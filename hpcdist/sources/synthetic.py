@@ -75,6 +75,9 @@ class SyntheticSource(Source):
             out[sel] = self.block(int(b))[np.asarray(indices)[sel] - b * BLOCK_ROWS]
         return out
 
+    def files(self) -> list[str]:
+        return []   # generated, no file read
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seed": self.seed, "dist": self.dist}
 
@@ -94,3 +97,6 @@ class RangeSource(Source):
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         return out[: stop - start]
+
+    def files(self) -> list[str]:
+        return []
