@@ -23,7 +23,8 @@ from hpcdist.errors import UserError
 from hpcdist.job import Job
 from hpcdist.output import check_output_path, write_result
 from hpcdist.params import params_json, resolve_params
-from hpcdist.partials import Node, Partial, check_partial, decode, encode
+from hpcdist.failures import display_path
+from hpcdist.partials import LayoutCheck, Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist import schedule
 from hpcdist.shards import ShardPlan, plan_shards
@@ -48,7 +49,7 @@ class RunOptions:
     checkpoint_every_shards: int | None = None
     restart: str = "auto"
     keep_checkpoint: bool = False
-    schedule: str = "auto"          # static | dynamic | auto (hpcdist/schedule.py)
+    schedule: str = "auto"          # static | dynamic | auto (hpcdist/schedule/, docs/schedule.md)
 
 
 @dataclass
@@ -178,7 +179,8 @@ class _Run:
                 done.update(range(*span(lv, ix, plan.shards)))
         restored: list[Node] = list(self.saved.nodes) if (resumed_here and self.saved) else []
         todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
-        fold = Fold(plan.shards, job.combine)
+        layouts = LayoutCheck(display_path(job.path), job.variable_length)   # fixed by the first partial
+        fold = Fold(plan.shards, job.combine, layouts)
         coord.begin_pass(ctx.pass_index, lambda: fold.nodes + restored)
         buf = self.source.empty(min(plan.shard_rows, plan.rows))
         clock.schedule = schedule.resolve(self.options.schedule, world.size)
@@ -192,7 +194,7 @@ class _Run:
                 data = self.source.read(first_row, stop, buf)
                 t1 = time.perf_counter()
                 shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
-                fold.add_leaf(shard, check_partial(job.map(data, shard_ctx), f"{job.name}.map"))
+                fold.add_leaf(shard, layouts.leaf(shard, job.map(data, shard_ctx), data))  # views copied
                 t2 = time.perf_counter()
                 clock.shards += 1
                 clock.read += t1 - t0
@@ -226,6 +228,9 @@ class _Run:
             if self.job.multipass:
                 new_state, done = self.job.update(self.state, root, ctx)
                 new_state = dict(check_partial(new_state, f"{self.job.name}.update"))
+                states = LayoutCheck(display_path(self.job.path), noun="state")
+                states.check(self.state, f"pass {ctx.pass_index + 1}", "")
+                states.check(new_state, f"pass {ctx.pass_index + 2}", "update returned")
             if done:
                 final_ctx = replace(ctx, state=new_state)
                 results = _check_results(self.job, self.job.finalize(root, final_ctx))
@@ -392,6 +397,8 @@ def _attrs(job: Job, params: Mapping[str, Any], source: Source, plan: ShardPlan,
         "rows": source.rows,
         "row_shape": list(source.row_shape) or [1],
         "dtype": source.dtype.str,
+        "stored_dtype": source.stored_dtype.str,   # as in the file; "conversion" says how it became dtype
+        "conversion": source.conversion,
         "shards": plan.shards,
         "shard_rows": plan.shard_rows,
         "ranks": world.size,
