@@ -7,16 +7,17 @@ import os
 import sys
 from typing import Sequence
 
+from hpcdist.argtypes import whole_number as _int  # the same parser as hpcdist bench's
 from hpcdist.errors import EXIT_USAGE, UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are printed by the first rank only (every rank parses the same argv)."""
+    """Usage errors are one line naming the subcommand's --help (the usage block only with --help),
+    printed by the first rank only (every rank parses the same argv)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if _launcher_rank() == 0:
-            self.print_usage(sys.stderr)
-            print(f"hpcdist: error: {message}", file=sys.stderr)
+            print(f"hpcdist: error: {message} ({self.prog} --help for usage)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -80,15 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcdist.bench.cli import add_bench_parser  # hpcdist bench strong|weak|report|compare (hpcdist/bench/)
     add_bench_parser(sub)
     return parser
-
-
-def _int(text: str) -> int:
-    from hpcdist.params import _parse_int
-
-    try:
-        return _parse_int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

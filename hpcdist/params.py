@@ -35,7 +35,7 @@ class Param:
                     return False
                 raise ValueError(text)
             if self.type is int:
-                return _parse_int(text)
+                return parse_int(text)
             if self.type is float:
                 return float(text.replace("_", ""))
             return text
@@ -45,8 +45,8 @@ class Param:
             ) from None
 
 
-def _parse_int(text: str) -> int:
-    """Integers as users write them: ``1000000``, ``1_000_000`` or ``1e6``."""
+def parse_int(text: str) -> int:
+    """Integers as users write them: ``1000000``, ``1_000_000`` or ``1e6`` (ValueError otherwise)."""
     cleaned = text.strip().replace("_", "")
     try:
         return int(cleaned)
@@ -55,6 +55,9 @@ def _parse_int(text: str) -> int:
         if not math.isfinite(value) or value != int(value):
             raise
         return int(value)
+
+
+_parse_int = parse_int  # the old private name, still imported by hpcdist/sources/__init__.py
 
 
 def resolve_params(

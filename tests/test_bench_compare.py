@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcdist.bench import peers
+from hpcdist.bench import numpy_stats, peers
 from hpcdist.bench.cli import _cmd_compare
 from hpcdist.cli import build_parser
 
@@ -38,10 +38,10 @@ def compare_args(spec, out, *more):
 def test_cross_check_is_exact_for_counts_and_tolerant_for_floats(data):
     _, x = data
     lo, hi = np.full(3, -5.0), np.full(3, 5.0)
-    whole = peers.finish(peers.piece_partial(x, lo, hi, 64))
-    a = peers.piece_partial(x[:17_001], lo, hi, 64)
-    b = peers.piece_partial(x[17_001:], lo, hi, 64)
-    merged = peers.finish(peers.merge(a, b))
+    whole = numpy_stats.finish(numpy_stats.piece_partial(x, lo, hi, 64))
+    a = numpy_stats.piece_partial(x[:17_001], lo, hi, 64)
+    b = numpy_stats.piece_partial(x[17_001:], lo, hi, 64)
+    merged = numpy_stats.finish(numpy_stats.merge(a, b))
     diffs = peers.cross_check("split", whole, merged)
     assert set(diffs) == {"sum", "mean", "var"} and max(diffs.values()) < 1e-12
     # numpy's own answers

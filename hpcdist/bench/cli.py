@@ -13,18 +13,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
+from hpcdist.argtypes import whole_number as _int
 from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError
 
 
-def add_bench_parser(sub) -> None:
+def add_bench_parser(sub: Any) -> None:
     """Register ``hpcdist bench`` on the top-level subparsers (called by hpcdist/cli.py)."""
-    from hpcdist.cli import _int
-
     bench = sub.add_parser("bench", help="scaling studies: strong / weak / report / compare (peers)",
                            description="Benchmark harness: time a job at several rank counts with the machine's "
                                        "limits measured in the same run; compose and plot results; compare peers.")
-    kinds = bench.add_subparsers(dest="bench_command", required=True, parser_class=sub._parser_class)
+    # the subcommands' parsers are of the class hpcdist/cli.py gave ``bench`` (one-rank usage errors)
+    kinds = bench.add_subparsers(dest="bench_command", required=True, parser_class=type(bench))
 
     def common(p, what: str) -> None:
         p.add_argument("job", help="job file, e.g. jobs/stats.py")
@@ -36,7 +37,12 @@ def add_bench_parser(sub) -> None:
                        help="where generated datasets are kept and reused (default bench-data/)")
         p.add_argument("--repeat", type=_int, default=None, help="timed repeats (default 5; compare: 3)")
         p.add_argument("--max-load", type=float, default=1.0,
-                       help="wait until the 1-minute load average is at most this before timing (0: don't wait)")
+                       help="the 1-minute load average of a quiet machine: the record says whether the run "
+                            "started below it (0: no judgement)")
+        p.add_argument("--wait-quiet", action="store_true",
+                       help="wait (at most --wait-load s) for the load to fall to --max-load before timing; "
+                            "without it the run starts at once, and points that other programs disturbed "
+                            "(their CPU time during the point's runs) are flagged in the record and tables")
         p.add_argument("--wait-load", type=float, default=600.0, help="longest wait for a quiet machine, s")
         p.add_argument("--stream-mib", type=_int, default=256, help="MiB per array and rank of the memory "
                        "bandwidth benchmark (default 256)")
@@ -121,7 +127,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
             cols=args.cols or 1, data=args.data, data_dir=args.data_dir, input=getattr(args, "input", None),
             params=_params(args.param), shard_rows=args.shard_rows, schedule=args.schedule,
             checkpoint_every=args.checkpoint_every, repeat=5 if args.repeat is None else args.repeat,
-            warmup=args.warmup, out=args.out, cores=args.cores, max_load=args.max_load, wait_load=args.wait_load,
+            warmup=args.warmup, out=args.out, cores=args.cores, max_load=args.max_load, wait_quiet=args.wait_quiet,
+            wait_load=args.wait_load,
             stream_mib=args.stream_mib, limits=not args.no_limits))
         rec = measure.study(opts, w.comm, _say)
         if w.rank == 0:
@@ -165,7 +172,7 @@ def _cmd_compare(args: argparse.Namespace, peer_factory=None) -> int:
 def _compare(args: argparse.Namespace, peer_factory=None) -> int:
     import shutil
 
-    from hpcdist.bench import machine, measure, peers, records, report
+    from hpcdist.bench import data, machine, peers, quiet, records, report
 
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in _peer_names()]
@@ -187,8 +194,8 @@ def _compare(args: argparse.Namespace, peer_factory=None) -> int:
     else:
         if args.rows < 1:
             raise UserError(f"--rows must be >= 1, got {args.rows}")
-        spec = measure.input_spec("h5", args.rows, cols, args.data_dir)
-        measure.ensure_h5(spec, args.rows, cols, _say)
+        spec = data.input_spec("h5", args.rows, cols, args.data_dir)
+        data.ensure_h5(spec, args.rows, cols, _say)
     os.makedirs(args.out, exist_ok=True)
     tmp = peers.new_tmp(args.out)
     try:
@@ -198,7 +205,7 @@ def _compare(args: argparse.Namespace, peer_factory=None) -> int:
             family = p.name.split("_n")[0]
             if family in wanted and p.name not in {c.name for c in chosen}:
                 chosen.append(p)
-        load = machine.wait_for_quiet(args.max_load, args.wait_load, _say) if args.max_load > 0 else machine.loadavg()
+        load = quiet.start_load(args.max_load, args.wait_quiet, args.wait_load, _say)
         date = machine.now_utc()
         limits = {}
         if not args.no_limits:
@@ -219,11 +226,12 @@ def _compare(args: argparse.Namespace, peer_factory=None) -> int:
             entry["kernel_fraction_of_memory_bandwidth"] = entry["kernel_GBps_per_rank"] / bw
     rec = {
         "schema": records.SCHEMA_ID, "kind": "compare", "job": "stats",
-        "job_path": os.path.relpath(os.path.abspath(args.job), machine.ROOT),
+        "job_path": machine.display_path(args.job),
         "params": given, "date": date, "date_end": machine.now_utc(), **machine.git_facts(),
         "machine": machine.describe(), "versions": machine.versions(), "loadavg_start": load,
-        "loadavg_end": machine.loadavg(), "quiet_at_start": bool(load[0] <= args.max_load) if args.max_load > 0
-        else None, "workers": args.workers, "repeat": repeat,
+        "loadavg_end": quiet.loadavg(), "quiet_at_start": bool(load[0] <= args.max_load) if args.max_load > 0
+        else None, "waited_for_quiet": bool(args.wait_quiet and args.max_load > 0), "workers": args.workers,
+        "repeat": repeat,
         "data": {"input": spec, "rows": setup.rows, "cols": setup.cols, "dtype": setup.dtype,
                  "data_bytes": setup.data_bytes, "lo": setup.lo.tolist(), "hi": setup.hi.tolist(),
                  "bins": setup.bins, "piece_rows": setup.piece_rows},

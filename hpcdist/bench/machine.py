@@ -1,47 +1,29 @@
-"""What a run ran on: hosts, cores, memory, versions, git commit, date, load average.
+"""What a run ran on: hosts, cores, memory, versions, git commit, date (the load: ``quiet``).
 
-The collective parts take a communicator; the rest are plain functions (also used by ``compare``,
-which runs as one process).
+The collective parts take a communicator; the rest are plain functions (also used by ``compare``
+and benchmarks/*.py, which run as one process). The git facts are those of the checkout hpcdist
+was imported from, if any: an installed package has none, and says so (null).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata as md
 import os
 import platform
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parent
 VERSION_PACKAGES = ("numpy", "numba", "llvmlite", "h5py", "mpi4py", "mpich", "matplotlib", "dask", "distributed")
 
 
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def loadavg() -> list[float]:
-    try:
-        with open("/proc/loadavg") as fh:
-            return [float(v) for v in fh.read().split()[:3]]
-    except OSError:
-        return list(os.getloadavg()) if hasattr(os, "getloadavg") else [0.0, 0.0, 0.0]
-
-
-def wait_for_quiet(max_load: float, wait_s: float, say=print) -> list[float]:
-    """Wait (at most ``wait_s``) until the 1-minute load average is at most ``max_load``."""
-    deadline = time.time() + wait_s
-    load = loadavg()
-    while load[0] > max_load and time.time() < deadline:
-        say(f"hpcdist bench: load average {load[0]:.2f} > {max_load}: waiting (others are using the machine)")
-        time.sleep(min(15.0, max(0.5, deadline - time.time())))
-        load = loadavg()
-    return load
 
 
 def affinity() -> list[int]:
@@ -93,12 +75,30 @@ def _can_import(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def git(*args: str) -> str:
+def git(*args: str, cwd: str | Path = PACKAGE_DIR) -> str:
+    """``git ARGS`` in ``cwd`` (default: where hpcdist was imported from); "" where git cannot answer."""
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True,
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
                               timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+@functools.lru_cache(maxsize=1)
+def checkout_root() -> Path | None:
+    """The git checkout hpcdist was imported from (None for an installed package)."""
+    top = git("rev-parse", "--show-toplevel")
+    return Path(top).resolve() if top else None
+
+
+def display_path(path: str) -> str:
+    """``path`` as records show it: relative to the checkout when inside it (``jobs/stats.py``),
+    else absolute."""
+    full = Path(path).resolve()
+    root = checkout_root()
+    if root is not None and full.is_relative_to(root):
+        return str(full.relative_to(root))
+    return str(full)
 
 
 def git_facts() -> dict[str, Any]:

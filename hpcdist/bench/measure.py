@@ -17,12 +17,13 @@ Discipline:
 - the phases (read, compute, reduce, checkpoint, output) come from the runtime's own attributes
   and from timing the checkpoint writes and the output write; per-rank busy / idle / shards give
   the imbalance;
-- the memory bandwidth and allreduce micro-benchmarks run on the same sub-communicators.
+- the memory bandwidth and allreduce micro-benchmarks run on the same sub-communicators;
+- no waiting for a quiet machine unless asked (``wait_quiet``): every timed run measures the CPU
+  time other programs used meanwhile, and a point with such a run is flagged ``disturbed``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -30,16 +31,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from hpcdist.bench import limits, machine
+from hpcdist.bench import limits, machine, quiet
+from hpcdist.bench.checkpoint_timer import timed_writes
+from hpcdist.bench.data import data_kind, ensure_h5, input_spec
 from hpcdist.bench.metrics import imbalance, summary
 from hpcdist.bench.records import SCHEMA_ID
 from hpcdist.errors import UserError
-
-DATA_KINDS = ("auto", "h5", "synthetic", "range")
 
 
 @dataclass
@@ -61,7 +62,8 @@ class StudyOptions:
     warmup: int = 1
     out: str = "bench"
     cores: int | None = None
-    max_load: float = 1.0
+    max_load: float = 1.0             # the quiet load (flag above it; with wait_quiet, wait for it)
+    wait_quiet: bool = False
     wait_load: float = 600.0
     stream_mib: int = 256
     limits: bool = True
@@ -76,45 +78,6 @@ def parse_ranks(text: str) -> list[int]:
     if not ranks or ranks[0] < 1:
         raise UserError(f"--ranks expects rank counts >= 1, got {text!r}")
     return ranks
-
-
-def data_kind(job, params: Mapping[str, Any], wanted: str) -> str:
-    """``auto``: ``range`` for jobs whose own input is ``range:N`` (they make their own numbers,
-    e.g. Monte-Carlo pi), else an HDF5 file made once in the data directory."""
-    if wanted not in DATA_KINDS:
-        raise UserError(f"--data must be one of {', '.join(DATA_KINDS)}, got {wanted!r}")
-    if wanted != "auto":
-        return wanted
-    default = job.default_input(params) if job.default_input else ""
-    return "range" if default.startswith("range:") else "h5"
-
-
-def input_spec(kind: str, rows: int, cols: int, data_dir: str) -> str:
-    if kind == "range":
-        return f"range:{rows}"
-    if kind == "synthetic":
-        return f"synthetic:rows={rows},cols={cols},seed=0"
-    return f"{os.path.join(data_dir, f'bench-{rows}x{cols}-float64.h5')}:/x"
-
-
-def ensure_h5(spec: str, rows: int, cols: int, say) -> None:
-    """Rank 0: the seeded N(0, 1) float64 dataset of ``spec``, made with ``hpcdist gen``'s code if
-    missing (reused when the shape matches)."""
-    import h5py
-    from hpcdist.generate import generate
-    from hpcdist.sources.synthetic import SyntheticSource
-
-    path = spec.rpartition(":")[0]
-    if os.path.exists(path):
-        try:
-            with h5py.File(path, "r") as f:
-                if f["/x"].shape == ((rows, cols) if cols != 1 else (rows,)) and f["/x"].dtype == np.float64:
-                    return
-        except (OSError, KeyError):
-            pass
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    say(f"hpcdist bench: writing {path}: {rows:,} x {cols} float64 ({rows * cols * 8 / 1e9:.2f} GB) ...")
-    generate(f"{path}:/x", SyntheticSource(rows, cols, "float64", 0, "normal", 0.0))
 
 
 def quiet_barrier(comm, sleep_s: float = 0.002) -> None:
@@ -134,28 +97,6 @@ def result_digest(results: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def timed_checkpoints() -> Iterator[list[float]]:
-    """Seconds spent in checkpoint writes (rank 0 writes them) while the block runs."""
-    from hpcdist import checkpoint as ckpt
-
-    spent: list[float] = []
-    original = ckpt.save
-
-    def save(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - t)
-
-    ckpt.save = save
-    try:
-        yield spent
-    finally:
-        ckpt.save = original
-
-
 def one_run(job, options, sub, tmp: str) -> dict[str, Any]:
     """One barrier-bracketed run on the sub-communicator ``sub``; rank 0 of it gets the numbers."""
     from mpi4py import MPI
@@ -166,7 +107,7 @@ def one_run(job, options, sub, tmp: str) -> dict[str, Any]:
 
     world = World(sub)
     out_path = os.path.join(tmp, f"out-p{sub.Get_size()}.h5")
-    with timed_checkpoints() as ck:
+    with timed_writes() as writes:
         sub.Barrier()
         t0 = MPI.Wtime()
         report = run(job, options, world)
@@ -182,10 +123,11 @@ def one_run(job, options, sub, tmp: str) -> dict[str, Any]:
         return {}
     os.unlink(out_path)
     a = report.attrs
+    checkpoint_s, checkpoints = writes.totals(a)
     return {
         "time_s": elapsed, "runtime_elapsed_s": float(a["elapsed_s"]), "compile_s": float(a["compile_s"]),
         "read_s": float(a["read_s"]), "compute_s": float(a["compute_s"]), "reduce_s": float(a["reduce_s"]),
-        "checkpoint_s": float(sum(ck)), "checkpoints": len(ck), "output_s": output_s,
+        "checkpoint_s": checkpoint_s, "checkpoints": checkpoints, "output_s": output_s,
         "rank_shards": [int(v) for v in a["rank_shards"]], "rank_busy_s": [float(v) for v in a["rank_busy_s"]],
         "rank_idle_s": [float(v) for v in a.get("rank_idle_s", [0.0] * len(a["rank_shards"]))],
         "rank_steals": [int(v) for v in a.get("rank_steals", [0] * len(a["rank_shards"]))],
@@ -227,6 +169,9 @@ def point_from_runs(p: int, facts: Mapping[str, Any], warm: list[dict], runs: li
         "compile_s": warm[0]["compile_s"] if warm else None,
         "phases_s": phases,
         "checkpoints": med["checkpoints"],
+        "foreign_cpu_s": summary([r["foreign_cpu_s"] for r in runs]),
+        "disturbed_runs": sum(bool(r["disturbed"]) for r in runs),
+        "disturbed": any(r["disturbed"] for r in runs),
         "rank": {"shards": med["rank_shards"], "busy_s": med["rank_busy_s"], "idle_s": med["rank_idle_s"],
                  "steals": med["rank_steals"]},
         "imbalance": imbalance(med["rank_busy_s"]),
@@ -293,8 +238,7 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
     kind, plans = w.agree(decide)
     # the data, made once by rank 0 (the others sleep meanwhile)
     if rank == 0:
-        machine_load = machine.wait_for_quiet(opts.max_load, opts.wait_load, say) if opts.max_load > 0 else \
-            machine.loadavg()
+        machine_load = quiet.start_load(opts.max_load, opts.wait_quiet, opts.wait_load, say)
     failure = None
     if rank == 0 and kind == "h5" and not opts.input:
         try:
@@ -341,18 +285,23 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
                 quiet_barrier(comm)
         order = list(subs)
         for r in range(opts.repeat):
-            loads.append(machine.loadavg())
+            loads.append(quiet.loadavg())
             turn = order[r % len(order):] + order[: r % len(order)]
             for p in turn:
                 sub = subs[p]
-                if sub is not None:
-                    res = one_run(job, run_opts[p], sub, tmp)
-                    if res:
-                        runs[p].append(res)
-                        lead(f"hpcdist bench: round {r + 1}/{opts.repeat}: {p} rank(s): {res['time_s']:.3f} s "
-                             f"(read {res['read_s']:.3f}, compute {res['compute_s']:.3f}, "
-                             f"reduce {res['reduce_s']:.4f})")
+                before = comm.gather(quiet.snapshot(), root=0)      # the others' CPU time meanwhile
+                res = one_run(job, run_opts[p], sub, tmp) if sub is not None else {}
                 quiet_barrier(comm)
+                after = comm.gather(quiet.snapshot(), root=0)
+                if res:
+                    others = quiet.others_cpu_s(before, after)
+                    res.update(foreign_cpu_s=others["foreign_cpu_s"], disturbed=others["disturbed"])
+                    runs[p].append(res)
+                    lead(f"hpcdist bench: round {r + 1}/{opts.repeat}: {p} rank(s): {res['time_s']:.3f} s "
+                         f"(read {res['read_s']:.3f}, compute {res['compute_s']:.3f}, "
+                         f"reduce {res['reduce_s']:.4f})" + (f"; disturbed: others used "
+                                                            f"{res['foreign_cpu_s']:.2f} cpu-s" if res["disturbed"]
+                                                            else ""))
     finally:
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -367,7 +316,7 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
         "schema": SCHEMA_ID,
         "kind": opts.kind,
         "job": job.name,
-        "job_path": os.path.relpath(job.path, machine.ROOT) if job.path.startswith(str(machine.ROOT)) else job.path,
+        "job_path": machine.display_path(job.path),
         "job_sha256": job.source_sha256,
         "params": params_json(params),
         "data": {"kind": "given" if opts.input else kind, "cols": opts.cols,
@@ -385,8 +334,10 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
         "versions": machine.versions(),
         "loadavg_start": machine_load,
         "loadavg_per_round": loads,
-        "loadavg_end": machine.loadavg(),
+        "loadavg_end": quiet.loadavg(),
         "quiet_at_start": bool(machine_load[0] <= opts.max_load) if opts.max_load > 0 else None,
+        "waited_for_quiet": bool(opts.wait_quiet and opts.max_load > 0),
+        "disturbed_points": [pt["ranks"] for pt in points if pt["disturbed"]],
         "same_bits_at_every_rank_count": (len(digests) == 1) if opts.kind == "strong" else None,
         "points": points,
     }

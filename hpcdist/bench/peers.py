@@ -4,8 +4,9 @@ Peers, each computing the same statistics (per column: count, nan_count, sum, me
 max and numpy.histogram's counts over [lo, hi]):
 
 - ``hpcdist_n1``, ``hpcdist_nW``: ``mpiexec -n 1|W python -m hpcdist run JOB`` (W = --workers);
-- ``handwritten_n1``, ``handwritten_nW``: benchmarks/handwritten_stats.py (mpi4py + h5py + numba),
-  the program a careful HPC programmer writes without a framework;
+- ``handwritten_n1``, ``handwritten_nW``: hpcdist/bench/peer_scripts/handwritten_stats.py (mpi4py +
+  h5py + numba), the program a careful HPC programmer writes without a framework (shipped with the
+  package, so compare works from an installed hpcdist too);
 - ``numpy``: one process, the file read in shard-sized pieces, numpy per piece, Chan's merge;
 - ``multiprocessing``: the same per-piece numpy code on a ``multiprocessing.Pool(W)``, each worker
   reading its own contiguous block;
@@ -18,7 +19,7 @@ cross-checks every result against ``hpcdist_n1``: counts and histogram exactly, 
 relative tolerance. A disagreement ends the comparison before any time is reported
 (:class:`PeerMismatch`, exit 1, naming the peer and the field). Then ``--repeat`` timed rounds,
 every peer once per round, the order rotating, each round's results checked again. A peer whose
-dependency is missing (dask, the hand-written script) is reported as skipped, never faked.
+dependency is missing (dask) is reported as skipped, never faked.
 
 Times: ``time_s`` is each peer's own measurement of its work (open/read the data -> results; the
 MPI programs' elapsed_s, barrier to barrier), ``wall_s`` the whole command for the MPI programs
@@ -32,32 +33,21 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from hpcdist.bench import machine
+from hpcdist.bench import launch, peer_scripts, quiet
+from hpcdist.bench.checks import FIELDS, RTOL, PeerMismatch, cross_check
 from hpcdist.bench.metrics import summary
+from hpcdist.bench.numpy_stats import block_partial, blocks, finish, finite_range, merge
 from hpcdist.errors import UserError
 
-FIELDS = ("count", "nan_count", "sum", "mean", "var", "min", "max", "hist")
-EXACT = ("count", "nan_count", "min", "max", "hist")
-RTOL = 1e-9
 SHARD_BYTES = 4 << 20
-
-
-class PeerMismatch(Exception):
-    """A peer's result differs from hpcdist's: the comparison is void."""
-
-    def __init__(self, peer: str, field_name: str, detail: str) -> None:
-        super().__init__(f"peer {peer} disagrees with hpcdist_n1 on {field_name}: {detail}; no times reported")
-        self.peer, self.field = peer, field_name
 
 
 @dataclass
@@ -99,68 +89,6 @@ class PeerRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# ---- the statistics in plain numpy (numpy, multiprocessing) ---------------------------------------
-
-def piece_partial(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> dict[str, np.ndarray]:
-    """count, nan_count, sum, mean, M2, min, max, hist of each column of the piece x (n, c)."""
-    finite = ~np.isnan(x)
-    count = finite.sum(axis=0).astype(np.int64)
-    total = np.where(finite, x, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-        d = np.where(finite, x - mean, 0.0)
-    m2 = (d * d).sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        mn = np.where(count > 0, np.fmin.reduce(x, axis=0), np.inf)
-        mx = np.where(count > 0, np.fmax.reduce(x, axis=0), -np.inf)
-    hist = np.stack([np.histogram(x[:, j], bins=bins, range=(lo[j], hi[j]))[0] for j in range(x.shape[1])])
-    return {"count": count, "nan_count": x.shape[0] - count, "sum": total, "mean": mean, "m2": m2,
-            "min": mn, "max": mx, "hist": hist.astype(np.int64)}
-
-
-def merge(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Chan et al.'s merge of two partials (a covers earlier rows)."""
-    n = a["count"] + b["count"]
-    share = np.divide(b["count"], n, out=np.zeros(n.shape), where=n > 0)
-    delta = b["mean"] - a["mean"]
-    return {"count": n, "nan_count": a["nan_count"] + b["nan_count"], "sum": a["sum"] + b["sum"],
-            "mean": a["mean"] + delta * share, "m2": a["m2"] + b["m2"] + delta * delta * (a["count"] * share),
-            "min": np.fmin(a["min"], b["min"]), "max": np.fmax(a["max"], b["max"]), "hist": a["hist"] + b["hist"]}
-
-
-def finish(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    none = p["count"] == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.where(none, np.nan, p["m2"] / p["count"])
-    return {"count": p["count"], "nan_count": p["nan_count"], "sum": p["sum"],
-            "mean": np.where(none, np.nan, p["mean"]), "var": var,
-            "min": np.where(none, np.nan, p["min"]), "max": np.where(none, np.nan, p["max"]), "hist": p["hist"]}
-
-
-def block_partial(path: str, dataset: str, start: int, stop: int, lo, hi, bins: int,
-                  piece_rows: int) -> dict[str, np.ndarray] | None:
-    """Rows [start, stop) of the dataset, read piece by piece into one buffer (a worker's task)."""
-    import h5py
-
-    acc = None
-    with h5py.File(path, "r") as f:
-        ds = f[dataset]
-        cols = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
-        buf = np.empty((piece_rows, *ds.shape[1:]), ds.dtype)
-        lo, hi = np.asarray(lo), np.asarray(hi)
-        for a in range(start, stop, piece_rows):
-            b = min(a + piece_rows, stop)
-            ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
-            part = piece_partial(buf[: b - a].reshape(b - a, cols).astype(np.float64, copy=False), lo, hi, bins)
-            acc = part if acc is None else merge(acc, part)
-    return acc
-
-
-def _blocks(rows: int, parts: int, align: int) -> list[tuple[int, int]]:
-    units = -(-rows // align)
-    return [(min(rows, i * units // parts * align), min(rows, (i + 1) * units // parts * align)) for i in range(parts)]
-
-
 # ---- the peers ----------------------------------------------------------------------------------
 
 class Peer:
@@ -181,61 +109,35 @@ class Peer:
         pass
 
 
-def _mpiexec() -> str:
-    beside = Path(sys.executable).with_name("mpiexec")
-    if beside.exists():
-        return str(beside)
-    import shutil
-    return shutil.which("mpiexec") or "mpiexec"
-
-
-def _launch(cmd: list[str], env: Mapping[str, str]) -> tuple[subprocess.CompletedProcess, float]:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(env), cwd=str(machine.ROOT), timeout=3600)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc, wall
-
-
 class HpcdistPeer(Peer):
     def __init__(self, ranks: int) -> None:
         self.workers = ranks
         self.name = f"hpcdist_n{ranks}"
 
     def run(self, s: Setup) -> PeerRun:
-        import h5py
         out = os.path.join(s.tmp, f"{self.name}.h5")
         params = [a for k, v in s.params.items() for a in ("--param", f"{k}={v}")]
-        cmd = [_mpiexec(), "-n", str(self.workers), sys.executable, "-m", "hpcdist", "run", s.job_path,
-               "--input", s.spec, *params, "--output", out]
-        _, wall = _launch(cmd, s.env)
-        with h5py.File(out, "r") as f:
-            res = {k: f[k][()] for k in FIELDS}
-            attrs = {k: float(f.attrs[k]) for k in ("elapsed_s", "compute_s", "read_s", "reduce_s", "compile_s")}
-        os.unlink(out)
-        return PeerRun(res, attrs["elapsed_s"], wall, attrs)
+        got = launch.run_hpcdist(self.workers, s.job_path, ["--input", s.spec, *params], out, s.env)
+        attrs = got.seconds("elapsed_s", "compute_s", "read_s", "reduce_s", "compile_s")
+        return PeerRun({k: got.results[k] for k in FIELDS}, attrs["elapsed_s"], got.wall_s, attrs)
 
 
 class HandwrittenPeer(Peer):
-    script = machine.ROOT / "benchmarks" / "handwritten_stats.py"
-
     def __init__(self, ranks: int) -> None:
         self.workers = ranks
         self.name = f"handwritten_n{ranks}"
 
     def skip_reason(self, s: Setup) -> str | None:
-        if not self.script.exists():
-            return f"{self.script} not found (it lives in the hpcdist repository)"
         if not (np.all(s.lo == s.lo[0]) and np.all(s.hi == s.hi[0])):
             return "the hand-written script takes one lo/hi for every column"
         return None
 
     def run(self, s: Setup) -> PeerRun:
         out = os.path.join(s.tmp, f"{self.name}.json")
-        cmd = [_mpiexec(), "-n", str(self.workers), sys.executable, str(self.script), s.spec,
-               "--lo", repr(float(s.lo[0])), "--hi", repr(float(s.hi[0])), "--bins", str(s.bins), "--json", out]
-        _, wall = _launch(cmd, s.env)
+        script = peer_scripts.handwritten_stats_cmd()
+        cmd = launch.mpi_cmd(self.workers, [*script, s.spec, "--lo", repr(float(s.lo[0])), "--hi",
+                                            repr(float(s.hi[0])), "--bins", str(s.bins), "--json", out])
+        _, wall = launch.launch(cmd, s.env)
         with open(out) as fh:
             got = json.load(fh)
         os.unlink(out)
@@ -272,7 +174,7 @@ class PoolPeer(Peer):
     def run(self, s: Setup) -> PeerRun:
         t = time.perf_counter()
         tasks = [(s.path, s.dataset, a, b, s.lo, s.hi, s.bins, s.piece_rows)
-                 for a, b in _blocks(s.rows, self.workers, s.piece_rows) if b > a]
+                 for a, b in blocks(s.rows, self.workers, s.piece_rows) if b > a]
         parts = self.pool.starmap(block_partial, tasks)
         acc = parts[0]
         for p in parts[1:]:
@@ -350,51 +252,6 @@ def default_peers(workers: int) -> list[Peer]:
             PoolPeer(workers), DaskPeer(workers)]
 
 
-PEER_NAMES = ("hpcdist", "handwritten", "numpy", "multiprocessing", "dask")
-
-
-# ---- checking -----------------------------------------------------------------------------------
-
-def cross_check(peer: str, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
-                rtol: float = RTOL) -> dict[str, Any]:
-    """Raise PeerMismatch on the first field where ``got`` differs from ``ref``; else the max
-    relative differences of the floating-point fields."""
-    diffs: dict[str, float] = {}
-    for name in FIELDS:
-        if name not in got:
-            raise PeerMismatch(peer, name, "missing from its results")
-        a = np.asarray(ref[name], dtype=np.float64).reshape(-1)
-        b = np.asarray(got[name], dtype=np.float64).reshape(-1)
-        if a.shape != b.shape:
-            raise PeerMismatch(peer, name, f"shape {b.shape} instead of {a.shape}")
-        both_nan = np.isnan(a) & np.isnan(b)
-        if name in EXACT:
-            bad = ~((a == b) | both_nan)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise PeerMismatch(peer, name, f"element {i}: {b[i]!r} instead of {a[i]!r} "
-                                               f"({int(bad.sum())} element(s) differ; must be exact)")
-            continue
-        scale = np.maximum(np.abs(a), np.abs(b))
-        if name in ("sum", "mean"):       # sums of values near zero: tolerance on the data's magnitude
-            spread = np.sqrt(np.abs(np.asarray(ref["var"], dtype=np.float64).reshape(-1)))
-            amp = np.maximum(np.abs(np.asarray(ref["min"], dtype=np.float64)),
-                             np.abs(np.asarray(ref["max"], dtype=np.float64))).reshape(-1)
-            counts = np.asarray(ref["count"], dtype=np.float64).reshape(-1)
-            mag = np.maximum(spread, amp) * (counts if name == "sum" else 1.0)
-            scale = np.maximum(scale, np.nan_to_num(mag) * 1e-6)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.where(both_nan | (a == b), 0.0, np.abs(a - b) / scale)
-        rel = np.nan_to_num(rel, nan=np.inf)
-        worst = float(rel.max()) if rel.size else 0.0
-        if worst > rtol:
-            i = int(np.argmax(rel))
-            raise PeerMismatch(peer, name, f"element {i}: {b[i]!r} instead of {a[i]!r} "
-                                           f"(relative difference {worst:.3g} > {rtol:g})")
-        diffs[name] = worst
-    return diffs
-
-
 # ---- the comparison -----------------------------------------------------------------------------
 
 def compare(s: Setup, peers: list[Peer], repeat: int, say=print, rtol: float = RTOL) -> dict[str, Any]:
@@ -430,14 +287,18 @@ def compare(s: Setup, peers: list[Peer], repeat: int, say=print, rtol: float = R
         for r in range(repeat):
             k = r % len(active)
             for p in active[k:] + active[:k]:
-                got = p.run(s)
+                with quiet.OthersCpu() as others:
+                    got = p.run(s)
+                got.extra["foreign_cpu_s"] = others.cpu_s
+                got.extra["disturbed"] = others.disturbed
                 if p.name != "hpcdist_n1":
                     cross_check(p.name, ref, got.results, rtol)
                 else:
                     cross_check(p.name, ref, got.results, 0.0)
                 runs[p.name].append(got)
                 say(f"hpcdist bench compare: round {r + 1}/{repeat}: {p.name:18s} {got.time_s:8.3f} s"
-                    + (f" (wall {got.wall_s:.3f} s)" if got.wall_s is not None else ""))
+                    + (f" (wall {got.wall_s:.3f} s)" if got.wall_s is not None else "")
+                    + (f"; disturbed: others used {others.cpu_s:.2f} cpu-s" if others.disturbed else ""))
     finally:
         for p in active:
             p.stop()
@@ -448,6 +309,8 @@ def compare(s: Setup, peers: list[Peer], repeat: int, say=print, rtol: float = R
             "status": "ok", "workers": p.workers, "time_s": summary([x.time_s for x in rs]),
             "wall_s": summary([x.wall_s for x in rs]) if rs[0].wall_s is not None else None,
             "startup_s": startup.get(p.name) or None,
+            "foreign_cpu_s": summary([x.extra["foreign_cpu_s"] for x in rs]),
+            "disturbed_rounds": sum(bool(x.extra["disturbed"]) for x in rs),
         }
         entry["GBps"] = s.data_bytes / entry["time_s"]["median"] / 1e9
         for key in ("compute_s", "read_s", "reduce_s", "compile_s"):
@@ -493,46 +356,23 @@ def make_setup(job_path: str, spec: str, params: Mapping[str, str], workers: int
     rows, cols = shape[0], (shape[1] if len(shape) > 1 else 1)
     bins = int(values["bins"])
     if np.isnan(values["lo"]):
-        lo, hi = _finite_range(path, dset, rows, cols)
+        lo, hi = finite_range(path, dset, rows, cols)
     else:
         lo, hi = np.full(cols, values["lo"]), np.full(cols, values["hi"])
     row_bytes = cols * dtype.itemsize
     chunk = chunks[0] if chunks else 1
     piece = max(chunk, (SHARD_BYTES // row_bytes) // chunk * chunk)
-    env = dict(os.environ)
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    env = launch.launch_env()
     return Setup(job_path=job_path, spec=spec, rows=rows, cols=cols, dtype=dtype.str, lo=lo, hi=hi, bins=bins,
                  params=dict(params), workers=workers, tmp=tmp, piece_rows=min(piece, rows), env=env)
-
-
-def _finite_range(path: str, dset: str, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's finite min and max, widened like numpy (and the stats job) for an empty range."""
-    import h5py
-    lo, hi = np.full(cols, np.inf), np.full(cols, -np.inf)
-    with h5py.File(path, "r") as f:
-        ds = f[dset]
-        step = max(1, (64 << 20) // (8 * cols))
-        for a in range(0, rows, step):
-            x = np.asarray(ds[a:min(rows, a + step)], dtype=np.float64).reshape(-1, cols)
-            x = np.where(np.isfinite(x), x, np.nan)
-            with np.errstate(invalid="ignore"):
-                lo = np.fmin(lo, np.nanmin(x, axis=0))
-                hi = np.fmax(hi, np.nanmax(x, axis=0))
-    empty = ~(lo <= hi)
-    lo[empty], hi[empty] = 0.0, 1.0
-    same = lo == hi
-    lo[same] -= 0.5
-    hi[same] += 0.5
-    return lo, hi
 
 
 def memory_limits(workers: list[int], mib: int, env: Mapping[str, str]) -> dict[str, Any]:
     """STREAM-style bandwidth and allreduce at each worker count, each under its own mpiexec."""
     out = {}
     for n in workers:
-        cmd = [_mpiexec(), "-n", str(n), sys.executable, "-m", "hpcdist.bench.limits", "--mib", str(mib)]
-        proc, _ = _launch(cmd, env)
+        cmd = launch.mpi_cmd(n, [sys.executable, "-m", "hpcdist.bench.limits", "--mib", str(mib)])
+        proc, _ = launch.launch(cmd, env)
         out[str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 

@@ -29,7 +29,7 @@ CSV_FIELDS = [
     "reduce_s", "checkpoint_s", "output_s", "other_s", "idle_max_s", "compile_s", "imbalance", "rows_per_s",
     "GBps", "speedup", "efficiency", "karp_flatt", "weak_efficiency", "excluded", "kernel_GBps_per_rank",
     "membw_read_per_rank_GBps", "membw_read_all_GBps", "kernel_fraction_of_membw", "allreduce_8B_us",
-    "allreduce_algbw_GBps", "schedule", "hostnames", "git_commit", "date", "loadavg_1min", "record",
+    "allreduce_algbw_GBps", "schedule", "hostnames", "git_commit", "date", "loadavg_1min", "disturbed", "foreign_cpu_s", "record",
 ]
 
 
@@ -98,6 +98,7 @@ def _flat_point(key: tuple, path: str, rec: Mapping, pt: Mapping) -> dict[str, A
         "allreduce_8B_us": ar.get("latency_8B_us"), "allreduce_algbw_GBps": ar.get("algbw_GBps"),
         "schedule": pt.get("schedule"), "hostnames": " ".join(pt["hostnames"]), "git_commit": rec.get("git_commit"),
         "date": rec["date"], "loadavg_1min": (rec.get("loadavg_start") or [None])[0], "record": os.path.basename(path),
+        "disturbed": pt.get("disturbed"), "foreign_cpu_s": (pt.get("foreign_cpu_s") or {}).get("median"),
     }
 
 
@@ -123,6 +124,8 @@ def markdown(composed: Mapping[str, Any]) -> str:
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for p in st["points"]:
             note = "oversubscribed: excluded" if p["oversubscribed"] else (p["excluded"] or "")
+            if p.get("disturbed"):
+                note = "; ".join(filter(None, [note, f"disturbed (others used {_f(p['foreign_cpu_s'])} cpu-s)"]))
             row = [str(p["ranks"]), str(p["nodes"]),
                    f"{p['time_median_s']:.3f} ({p['time_min_s']:.3f}-{p['time_max_s']:.3f})",
                    _f(p["speedup"] if strong else p["weak_efficiency"])]

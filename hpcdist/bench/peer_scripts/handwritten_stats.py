@@ -7,11 +7,12 @@ then M2 about the piece's mean and numpy's histogram bins, merged with Chan's up
 partials meet on rank 0 (integer counts and the histogram with MPI reduce, (count, mean, M2) in
 rank order).
 
-    mpiexec -n 2 python benchmarks/handwritten_stats.py bench-data/big.h5:/x --lo -5 --hi 5 \\
-        [--bins 64] [--piece-rows 131072] [--kernel fused|hpcdist] [--json out.json]
+    mpiexec -n 2 python hpcdist/bench/peer_scripts/handwritten_stats.py bench-data/big.h5:/x --lo -5 --hi 5 \\
+        [--bins 64] [--piece-rows 131072] [--kernel fused | --kernel hpcdist --stats-job jobs/stats.py]
+        [--json out.json]
 
-``--kernel hpcdist`` runs jobs/stats.py's own kernel inside this hand-written loop instead, which
-separates what the framework costs from what the kernel costs. Rank 0 prints one JSON line with the
+``--kernel hpcdist`` runs the stats job's own kernel (``--stats-job``) inside this hand-written loop
+instead, which separates what the framework costs from what the kernel costs. Rank 0 prints one JSON line with the
 results and timings (``elapsed_s`` from after imports to the reduced result, like hpcdist's).
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -124,8 +124,11 @@ def main(argv=None) -> int:
     ap.add_argument("--bins", type=int, default=64)
     ap.add_argument("--piece-rows", type=int, default=None, help="rows per read (default: ~4 MiB, chunk-aligned)")
     ap.add_argument("--kernel", choices=["fused", "hpcdist"], default="fused")
+    ap.add_argument("--stats-job", help="with --kernel hpcdist: the stats job whose kernel to run (jobs/stats.py)")
     ap.add_argument("--json", help="also write the JSON here (rank 0)")
     args = ap.parse_args(argv)
+    if args.kernel == "hpcdist" and not args.stats_job:
+        ap.error("--kernel hpcdist needs --stats-job PATH (e.g. jobs/stats.py)")
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -159,9 +162,8 @@ def main(argv=None) -> int:
     buf = np.empty((piece, cols), dtype=ds.dtype)
 
     if args.kernel == "hpcdist":
-        here = os.path.dirname(os.path.abspath(__file__))
         from hpcdist.job import load_job
-        job = load_job(os.path.join(here, "..", "jobs", "stats.py"))
+        job = load_job(args.stats_job)
         kernel = sys.modules[job.map.__module__]._shard_stats
     t0 = time.perf_counter()
     edges = np.stack([_edges(lo[j], hi[j], bins) for j in range(cols)])
