@@ -153,18 +153,16 @@ def _raise_if(problem: str | None) -> None:
 def _leave_interrupted(w, stop) -> int:
     """Every rank agreed to stop and rank 0 wrote the checkpoint: exit 75 ("requeue me").
 
-    Ranks leave without MPI_Finalize: messages of the abandoned pass may still be in flight.
+    Ranks leave without MPI_Finalize (messages of the abandoned pass may still be in flight) and
+    without leaving MPI's shared memory behind (``comm.leave``).
     """
     from hpcdist.checkpoint import EXIT_REQUEUE
+    from hpcdist.comm import leave
 
     code = EXIT_REQUEUE if stop.saved else 1
     if w.rank == 0:
         print(f"hpcdist: {stop}; exit {code}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if w.size > 1:
-        os._exit(code)
-    return code
+    return leave(code)
 
 
 def _cmd_gen(args: argparse.Namespace) -> int:

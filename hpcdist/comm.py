@@ -17,6 +17,7 @@ from typing import Callable, TypeVar
 import numpy as np
 from mpi4py import MPI
 
+from hpcdist import mpi_shm
 from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError
 
 T = TypeVar("T")
@@ -123,13 +124,32 @@ def recv_bytes(comm: MPI.Intracomm, source: int, tag: int, poll: Poll | None = N
 
 
 def world() -> World:
-    """The world of this process (``MPI.COMM_WORLD``)."""
-    return World(MPI.COMM_WORLD)
+    """The world of this process (``MPI.COMM_WORLD``). Collective on the first call.
+
+    The first call also drops the name of MPICH's per-node segment, once every rank has passed
+    MPI_Init (see :mod:`hpcdist.mpi_shm`), so no ending of the run can leave it in /dev/shm.
+    """
+    global _init_segment_released
+    w = World(MPI.COMM_WORLD)
+    if not _init_segment_released and w.size > 1:
+        w.comm.Barrier()  # every rank has attached the segment: it is only ever opened in MPI_Init
+        mpi_shm.unlink_mapped(mpi_shm.AFTER_INIT)
+    _init_segment_released = True
+    return w
+
+
+_init_segment_released = False
 
 
 def mpi_library() -> str:
-    """One line naming the MPI library, e.g. ``MPICH Version: 4.2.0``."""
-    return MPI.Get_library_version().strip().splitlines()[0].strip()
+    """One line naming the MPI library, e.g. ``MPICH Version: 4.2.0``.
+
+    Open MPI's string ends in a NUL byte (a C terminator counted in its length); HDF5 string
+    attributes refuse embedded NULs, so it is cut at the first one.
+    """
+    text = MPI.Get_library_version().split("\0", 1)[0]
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else "unknown MPI"
 
 
 def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
@@ -166,6 +186,21 @@ def _abort(comm: MPI.Intracomm, code: int) -> int:
     if comm.Get_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
+        mpi_shm.unlink_mapped(mpi_shm.ON_EXIT)  # Abort skips MPI_Finalize, which would unlink them
         comm.Abort(code)
         os._exit(code)  # Abort does not return; this is belt and braces.
+    return code
+
+
+def leave(code: int) -> int:
+    """End this rank with ``code`` without MPI_Finalize, leaving no MPI file in /dev/shm.
+
+    For ranks that all agreed to stop (exit 75) while messages of an abandoned pass may still be
+    in flight: MPI_Finalize could wait for them forever. A singleton just returns ``code``.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if MPI.COMM_WORLD.Get_size() > 1:
+        mpi_shm.unlink_mapped(mpi_shm.ON_EXIT)
+        os._exit(code)
     return code

@@ -53,6 +53,78 @@ def run_ok(*args: str, ranks: int | None = None, timeout: float = 120) -> subpro
     return proc
 
 
+class MPIRun:
+    """``mpiexec -n N python -m hpcdist ...`` in the background, with any MPI's venv, whose ranks
+    can be found and signalled. With ``private_shm`` (root only) the run gets a /dev/shm of its own
+    (a tmpfs in a private mount namespace) and ``left`` lists what it left there: exactly this
+    run's files, whatever else runs on the machine.
+    """
+
+    def __init__(self, ranks: int, *args: str, python: str = sys.executable, private_shm: bool = False,
+                 env: dict[str, str] | None = None, module: str | None = "hpcdist") -> None:
+        import uuid
+        self.marker = uuid.uuid4().hex
+        self.ranks = ranks
+        self.left: list[str] | None = None
+        launcher = str(Path(python).with_name("mpiexec")) if python != sys.executable else mpiexec()
+        cmd = [launcher, "-n", str(ranks), python, *(["-m", module] if module else []), *args]
+        if private_shm:
+            import tempfile
+            self._listing = Path(tempfile.mkstemp(prefix="hpcdist-shm-")[1])
+            script = ('mount -t tmpfs -o size=512m hpcdist-test /dev/shm || exit 97; "$@"; rc=$?; '
+                      f'ls -A /dev/shm > {self._listing}; exit $rc')
+            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd]
+        e = {**launch_env(), "HPCDIST_TEST_MARKER": self.marker, **(env or {})}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+    def pids(self, timeout: float = 30) -> dict[int, int]:
+        """Rank -> pid of the ranks' own processes (MPICH sets PMI_RANK, Open MPI OMPI_COMM_WORLD_RANK)."""
+        import time
+        found: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < self.ranks and time.monotonic() < deadline:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+                    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                except OSError:
+                    continue
+                if f"HPCDIST_TEST_MARKER={self.marker}".encode() not in env or cmdline[1:3] != [b"-m", b"hpcdist"]:
+                    continue
+                for item in env:
+                    if item.startswith((b"PMI_RANK=", b"OMPI_COMM_WORLD_RANK=")):
+                        found[int(item.split(b"=")[1])] = int(pid)
+            time.sleep(0.05)
+        assert len(found) == self.ranks, f"found ranks {found}"
+        return found
+
+    def finish(self, timeout: float = 90) -> subprocess.CompletedProcess:
+        out, err = self.proc.communicate(timeout=timeout)
+        if hasattr(self, "_listing"):
+            assert self.proc.returncode != 97, f"could not mount a private /dev/shm: {err}"
+            self.left = self._listing.read_text().split()
+            self._listing.unlink()
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+
+
+def wait_for_stop_handlers(pids: dict[int, int], timeout: float = 30) -> None:
+    """Until every rank catches SIGUSR1 and SIGTERM (hpcdist's stop handlers are installed)."""
+    import signal
+    import time
+
+    def caught(pid: int) -> bool:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("SigCgt:"):
+                mask = int(line.split()[1], 16)
+                return all(mask >> (s - 1) & 1 for s in (signal.SIGUSR1, signal.SIGTERM))
+        return False
+
+    deadline = time.monotonic() + timeout
+    while not all(caught(pid) for pid in pids.values()):
+        assert time.monotonic() < deadline, "the ranks never installed their stop handlers"
+        time.sleep(0.01)
+
+
 def read_h5(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         return {k: f[k][()] for k in f}
