@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, TypeVar
@@ -18,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from hpcdist import mpi_shm
-from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError
+from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, JobError, UserError
 
 T = TypeVar("T")
 
@@ -157,7 +156,9 @@ def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
 
     - UserError agreed by all ranks: rank 0 prints one line, every rank returns 2.
     - UserError on one rank only: that rank prints ``rank N: error: ...`` and aborts the job (2).
-    - Any other exception: that rank prints its traceback once, prefixed with its rank, and aborts (1).
+    - JobError (a bug in the job that hpcdist caught): that rank prints one line and aborts (1).
+    - Any other exception: that rank prints its traceback once, each line prefixed with its rank,
+      hpcdist's frames folded away (:mod:`hpcdist.failures`), and aborts (1).
     """
     comm = comm or MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -171,12 +172,16 @@ def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
         prefix = f"rank {rank}: " if size > 1 else ""
         print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
         return _abort(comm, EXIT_USAGE)
+    except JobError as exc:
+        prefix = f"rank {rank}: " if size > 1 else ""
+        print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
+        return _abort(comm, EXIT_FAILURE)
     except SystemExit:
         raise
-    except BaseException:  # noqa: BLE001 - every failure must end all ranks
-        text = traceback.format_exc()
-        lines = "".join(f"rank {rank}: {line}\n" for line in text.rstrip().splitlines())
-        sys.stderr.write(lines)
+    except BaseException as exc:  # noqa: BLE001 - every failure must end all ranks
+        from hpcdist.failures import report
+
+        sys.stderr.write(report(exc, rank))
         sys.stderr.flush()
         return _abort(comm, EXIT_FAILURE)
 

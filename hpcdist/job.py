@@ -10,8 +10,10 @@ A job file is a plain Python module that defines, in the spirit of dask's
 
 and optionally ``PARAMS`` (``{name: Param(type, default, help)}``), ``INPUT_NDIM`` (allowed input
 dimensions), ``default_input(params) -> str`` (a source spec so the job runs with no file),
-``check(ctx)`` (raise UserError for params that do not fit the data; runs once, on rank 0) and, for
-multi-pass jobs, ``init(ctx) -> state`` and ``update(state, partial, ctx) -> (state, done)``.
+``check(ctx)`` (raise UserError for params that do not fit the data; runs once, on rank 0),
+``VARIABLE_LENGTH`` (names of partial arrays whose first axis may differ between shards; every
+other array keeps the first partial's dtype and shape) and, for multi-pass jobs,
+``init(ctx) -> state`` and ``update(state, partial, ctx) -> (state, done)``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Job:
     check: Callable[..., None] | None = None
     init: Callable[..., Any] | None = None
     update: Callable[..., Any] | None = None
+    variable_length: tuple[str, ...] = ()
 
     @property
     def multipass(self) -> bool:
@@ -70,6 +73,9 @@ def load_job(path: str) -> Job:
     if not isinstance(params, Mapping) or not all(isinstance(p, Param) for p in params.values()):
         raise UserError(f"{path}: PARAMS must map names to hpcdist.Param(...)")
     ndim = getattr(module, "INPUT_NDIM", None)
+    varying = getattr(module, "VARIABLE_LENGTH", ())
+    if isinstance(varying, str) or not all(isinstance(n, str) for n in varying):
+        raise UserError(f"{path}: VARIABLE_LENGTH must be a tuple of partial names, got {varying!r}")
     return Job(
         name=getattr(module, "NAME", os.path.splitext(os.path.basename(path))[0]),
         path=os.path.abspath(path),
@@ -83,6 +89,7 @@ def load_job(path: str) -> Job:
         check=getattr(module, "check", None),
         init=init,
         update=update,
+        variable_length=tuple(varying),
     )
 
 

@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from hpcdist.comm import Poll, World, recv_bytes, wait
 from hpcdist.partials import Partial, decode, encode
-from hpcdist.tree import Fold
+from hpcdist.tree import Fold, describe
 
 _TAG_FRONTIER = 7101
 
@@ -21,6 +21,8 @@ def reduce_to_root(world: World, fold: Fold, poll: Poll | None = None) -> Partia
     """Fold every rank's nodes into rank 0; returns the root there and None elsewhere.
 
     ``poll`` runs while a rank waits, so signals and checkpoint traffic are served meanwhile.
+    With ``fold.check``, a node from another rank must have the layout of this rank's partials:
+    one rank's map may differ from another's without either rank seeing two layouts itself.
     """
     comm, rank, size = world.comm, world.rank, world.size
     step = 1
@@ -30,7 +32,11 @@ def reduce_to_root(world: World, fold: Fold, poll: Poll | None = None) -> Partia
             wait(comm.Isend([buf, MPI.BYTE], dest=rank - step, tag=_TAG_FRONTIER), poll)
             break
         if rank + step < size:
-            fold.merge(decode(recv_bytes(comm, rank + step, _TAG_FRONTIER, poll)))
+            nodes = decode(recv_bytes(comm, rank + step, _TAG_FRONTIER, poll))
+            if fold.check is not None:
+                for level, index, partial in nodes:
+                    fold.check.check(partial, describe(level, index, fold.shards), f"rank {rank + step} sent")
+            fold.merge(nodes)
         step *= 2
     return fold.root() if rank == 0 else None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from hpcdist.partials import Node, Partial
+from hpcdist.partials import LayoutCheck, Node, Partial
 
 Combine = Callable[[Partial, Partial], Partial]
 
@@ -28,15 +28,23 @@ def span(level: int, index: int, shards: int) -> tuple[int, int]:
     return first, min((index + 1) << level, shards)
 
 
+def describe(level: int, index: int, shards: int) -> str:
+    """The shards under a node in words, for messages: ``shard 7`` or ``shards [8, 12)``."""
+    first, stop = span(level, index, shards)
+    return f"shard {first}" if stop - first == 1 else f"shards [{first}, {stop})"
+
+
 class Fold:
     """A sorted stack of disjoint tree nodes that combines siblings as soon as both are present.
 
     Push leaves (or whole nodes) in increasing shard order; ``merge`` takes nodes in any order.
+    With a ``check``, every combine result must keep the partials' layout.
     """
 
-    def __init__(self, shards: int, combine: Combine) -> None:
+    def __init__(self, shards: int, combine: Combine, check: LayoutCheck | None = None) -> None:
         self.shards = shards
         self.combine = combine
+        self.check = check
         self.top = height(shards)
         self.nodes: list[Node] = []
 
@@ -77,7 +85,10 @@ class Fold:
             if index % 2 == 1 and len(nodes) >= 2 and nodes[-2][:2] == (level, index - 1):
                 left = nodes[-2][2]
                 del nodes[-2:]
-                nodes.append((level + 1, index // 2, self.combine(left, partial)))
+                merged = self.combine(left, partial)
+                if self.check is not None:
+                    self.check.check(merged, describe(level + 1, index // 2, shards), "combine returned")
+                nodes.append((level + 1, index // 2, merged))
                 continue
             break
 
