@@ -38,12 +38,24 @@ class ShardPlan:
 
     def block(self, rank: int, ranks: int) -> range:
         """The contiguous shards of ``rank`` under the static schedule (may be empty)."""
-        return range(rank * self.shards // ranks, (rank + 1) * self.shards // ranks)
+        return static_block(self.shards, rank, ranks)
+
+
+def static_block(n: int, rank: int, ranks: int) -> range:
+    """The static split, the one place it is defined: positions ``0..n-1`` in ``ranks`` contiguous
+    runs in rank order, sizes differing by at most one; ``rank``'s run (may be empty).
+
+    Both schedules start from it (dynamic claims from the front of it), so each rank first reads
+    one contiguous stretch of the file.
+    """
+    return range(rank * n // ranks, (rank + 1) * n // ranks)
 
 
 def static_blocks(shards: Sequence[int], rank: int, ranks: int) -> Sequence[int]:
-    """Contiguous runs of ``shards`` (sorted) per rank; after a resume, the shards still to do."""
-    return shards[rank * len(shards) // ranks : (rank + 1) * len(shards) // ranks]
+    """``rank``'s run of ``shards`` (sorted) under the static split; after a resume, of the shards
+    still to do."""
+    block = static_block(len(shards), rank, ranks)
+    return shards[block.start : block.stop]
 
 
 def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1) -> int:
