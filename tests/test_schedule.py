@@ -26,36 +26,7 @@ from test_checkpoint_restart import Launch, valid_checkpoint, wait_for
 UNEVEN = str(ROOT / "tests" / "jobs" / "uneven_sum.py")
 
 
-# ---- the pieces, without MPI -------------------------------------------------------------------
-
-def test_words_pack_a_range_and_blocks_match_the_static_schedule():
-    for front, back in [(0, 0), (3, 17), (2**31 - 2, 2**31 - 1)]:
-        assert sch.unpack(sch.pack(front, back)) == (front, back)
-        assert sch.pack(front, back) < 2**63
-    for n in (0, 1, 7, 100):
-        for ranks in (1, 2, 3, 7):
-            for r in range(ranks):
-                assert list(range(*sch.initial_block(n, r, ranks))) == list(static_blocks(range(n), r, ranks))
-
-
-def test_blocks_hold_about_claim_s_of_work_and_leave_half_stealable():
-    assert sch.block_size(100, None) == 1                       # first claim: one shard, to measure
-    assert sch.block_size(1000, 0.001) == 20                    # 20 ms of 1 ms shards: one atomic each
-    assert sch.block_size(1000, 1e-6) == 500                    # tiny shards: capped at half of what is left
-    assert sch.block_size(10, 0.5) == 1 and sch.block_size(1, 1e-9) == 1 and sch.block_size(0, 1.0) == 0
-
-
-def test_steals_take_the_speed_proportional_share_and_only_when_it_pays():
-    assert sch.steal_split(10, 0.01, 0.01)[0] == 5              # equals: half
-    take, gain = sch.steal_split(15, 0.04, 0.01)                # victim 4x slower: 4/5
-    assert take == 12 and gain == pytest.approx(15 * 0.04 - 3 * 0.04)
-    assert sch.steal_split(10, 0.01, 0.04)[0] == 2              # a slow thief takes little
-    assert sch.steal_split(1, 0.01, 0.01) == (0, 0.0)           # the last shard of an equal: no gain
-    assert sch.steal_split(1, 0.04, 0.01)[0] == 1               # ...of a 4x slower rank: take it
-    assert sch.steal_split(0, 0.01, 0.01) == (0, 0.0)
-    assert sch.steal_split(8, None, 0.01)[0] == 4               # unknown speed: assumed equal
-    assert sch.steal_split(8, None, None) == (4, float("inf"))
-
+# ---- the schedules, simulated (ranks as threads; the rules alone: test_schedule_claiming.py) -----
 
 def test_auto_is_dynamic_on_more_than_one_rank_and_bad_names_are_refused():
     assert sch.resolve("auto", 1) == "static" and sch.resolve("auto", 2) == "dynamic"
@@ -106,18 +77,6 @@ def test_a_simulated_slow_rank_keeps_about_its_share():
     got, scheds = simulate(200, 2, [0.0005, 0.002], min_gain_s=0.0)
     counts = [len(g) for g in got]
     assert sum(counts) == 200 and counts[1] < 70                # 4x slower: ~40 of 200, never 100
-
-
-def test_a_claim_that_loses_a_race_to_a_thief_retries_with_what_is_left():
-    words = sch.LocalWords(100, 2)
-    owner = sch.Claimer(words, 0, 2, 100)
-    assert owner.next_block() == range(0, 1)
-    thief = sch.Claimer(words, 1, 2, 100, min_gain_s=0.0)
-    words.cas(1, words.read(1)[0], sch.pack(100, 100))          # the thief's own block is done
-    assert thief.next_block(0.001) == range(25, 37)             # it stole [25, 50) and claims its front
-    assert owner.next_block(0.001) == range(1, 13)              # stale cache: CAS failed, retried on [1, 25)
-    assert owner.races == 1 and sch.unpack(words.read(0)[0]) == (13, 25)
-    assert thief.steals == 1
 
 
 def test_no_steal_is_worth_less_than_the_minimum_gain():

@@ -8,7 +8,7 @@ from mpi4py import MPI
 
 from hpcdist.comm import World
 from hpcdist.reduce import reduce_to_root
-from hpcdist.schedule import Dynamic, Schedule
+from hpcdist.schedule import Dynamic, Static
 from hpcdist.shards import static_blocks
 from hpcdist.tree import Fold
 
@@ -115,7 +115,7 @@ def test_folding_stolen_shards_out_of_order_gives_the_serial_trees_bits(shards):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("kind", [Schedule, Dynamic])
+@pytest.mark.parametrize("kind", [Static, Dynamic])
 def test_ranks_that_finish_first_keep_polling_until_the_window_is_freed(kind):
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
