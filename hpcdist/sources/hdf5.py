@@ -61,7 +61,8 @@ class HDF5Source(Source):
         check_not_empty(obj.shape, self.spec)
         enum = h5py.check_enum_dtype(obj.dtype)
         if enum is not None and obj.dtype.kind != "b":
-            raise UserError(f"{self.spec}: dtype enum ({obj.dtype}, labels {', '.join(list(enum)[:4])}) "
+            labels = sorted(enum, key=enum.get)[:4]
+            raise UserError(f"{self.spec}: dtype enum ({obj.dtype}, labels {', '.join(labels)}) "
                             f"is not numeric (expected integers, floats or bools)")
         return obj
 
@@ -78,8 +79,23 @@ class HDF5Source(Source):
             else:
                 self._h5py_rows(start, stop, raw)
         except OSError as exc:
-            raise unreadable(self.spec, start, stop, exc) from None
+            raise unreadable(self.spec, *self._failing_rows(start, stop, exc), exc) from None
         return self._conv.finish(raw, buf)
+
+    def _failing_rows(self, start: int, stop: int, exc: OSError) -> tuple[int, int]:
+        """The first chunk's rows within [start, stop) that h5py cannot read (after a failure
+        only), so the message names the damaged chunk rather than the whole shard."""
+        if not self._ds.chunks or getattr(exc, "errno", None) is not None:
+            return start, stop
+        cr = self.chunk_rows
+        probe = np.empty((cr, *self._ds.shape[1:]), dtype=self._ds.dtype)
+        for first in range(start - start % cr, stop, cr):
+            a, b = max(first, start), min(first + cr, stop)
+            try:
+                self._h5py_rows(a, b, probe[: b - a])
+            except OSError:
+                return a, b
+        return start, stop
 
     def _h5py_rows(self, start: int, stop: int, into: np.ndarray) -> None:
         self._ds.read_direct(into, np.s_[start:stop], np.s_[0 : stop - start])
