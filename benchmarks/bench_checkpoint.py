@@ -14,11 +14,9 @@ One run, contenders interleaved (this machine's speed drifts; only same-run rati
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,19 +25,16 @@ from pathlib import Path
 
 import h5py
 
-from bench_core import ROOT, git, hpcdist_cmd, launch_env, loadavg, mpiexec, wait_for_quiet
+from hpcdist.bench import launch, machine, quiet
 
+ROOT = Path(__file__).resolve().parents[1]
 STATS = str(ROOT / "jobs" / "stats.py")
 PARAMS = ["--param", "lo=-5", "--param", "hi=5"]
 
 
 def run(ranks: int, args: list[str]) -> float:
-    t = time.perf_counter()
-    proc = subprocess.run([mpiexec(), "-n", str(ranks), *hpcdist_cmd(), "run", *args],
-                          capture_output=True, text=True, env=launch_env())
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return time.perf_counter() - t
+    _, wall = launch.launch(launch.mpi_cmd(ranks, [*launch.hpcdist_cmd(), "run", *args]))
+    return wall
 
 
 def rank_pid(parent: subprocess.Popen, marker: str, rank: int) -> int:
@@ -59,9 +54,9 @@ def rank_pid(parent: subprocess.Popen, marker: str, rank: int) -> int:
 def stop_mid_run(ranks: int, args: list[str], ckpt: Path, after_s: float) -> dict:
     """Start a run, SIGUSR1 rank 1 after ``after_s``; time until exit 75 with the checkpoint on disk."""
     marker = f"{os.getpid()}-{time.monotonic_ns()}"
-    proc = subprocess.Popen([mpiexec(), "-n", str(ranks), *hpcdist_cmd(), "run", *args],
+    proc = subprocess.Popen(launch.mpi_cmd(ranks, [*launch.hpcdist_cmd(), "run", *args]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**launch_env(), "BENCH_MARKER": marker})
+                            env=launch.launch_env({"BENCH_MARKER": marker}))
     pid = rank_pid(proc, marker, 1)
     time.sleep(after_s)
     sent = time.perf_counter()
@@ -80,11 +75,12 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT / "bench-data" / "big.h5") + ":/x",
                     help="input (default: the core benchmark's 2 GiB dataset; made by bench_core.py)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--wait-quiet", action="store_true", help="wait (at most 600 s) for a load average <= 1 first")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "checkpoint.json"))
     args = ap.parse_args()
     if not Path(args.data.rsplit(":", 1)[0]).exists():
         raise SystemExit(f"{args.data}: missing; run benchmarks/bench_core.py first (it makes the data)")
-    load_before = wait_for_quiet(1.0, 600)
+    load_before = quiet.start_load(1.0, args.wait_quiet, 600, lambda text: print(text, file=sys.stderr))
     work = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=ROOT / "bench-data"))
     base = [STATS, "--input", args.data, *PARAMS]
     contenders = {
@@ -113,9 +109,8 @@ def main() -> None:
         print(f"shard_rows {shard_rows}: {one}", file=sys.stderr)
 
     result = {
-        "benchmark": "checkpoint", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git("rev-parse", "HEAD"), "input": args.data, "ranks": 2, "load_before": load_before,
-        "load_after": loadavg(), "repeats": args.repeats,
+        "benchmark": "checkpoint", "date": machine.now_utc(), "git_commit": machine.git_facts()["git_commit"], "input": args.data, "ranks": 2, "load_before": load_before,
+        "load_after": quiet.loadavg(), "repeats": args.repeats,
         "wall_s": times, "best_wall_s": best,
         "overhead_default_interval": best["default_60s"] / best["none"] - 1,
         "overhead_every_0.2s": best["every_0.2s"] / best["none"] - 1,
@@ -123,10 +118,10 @@ def main() -> None:
         "signal_to_exit_s_max": max(s["signal_to_exit_s"] for s in sizes),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| checkpointing | best wall (2 ranks) | overhead |\n|---|---|---|")
+    print("| checkpointing | best wall (2 ranks) | overhead |\n|---|---|---|")
     for k in contenders:
         print(f"| {k} | {best[k]:.3f} s | {best[k] / best['none'] - 1:+.1%} |")
-    print(f"\n| shard rows | shards | done at stop | nodes | checkpoint bytes | signal -> exit 75 |\n|---|---|---|---|---|---|")
+    print("\n| shard rows | shards | done at stop | nodes | checkpoint bytes | signal -> exit 75 |\n|---|---|---|---|---|---|")
     for s in sizes:
         print(f"| {s['shard_rows']} | {s['shards']} | {s['shards_done']} | {s['nodes']} | {s['bytes']:,} | "
               f"{s['signal_to_exit_s']:.2f} s |")

@@ -11,7 +11,7 @@ ratios taken within one run mean anything.
     read_direct into a preallocated buffer, hpcdist's HDF5Source.read over all shards, and the stats
     kernels on one shard-sized (4 MiB) buffer warm in cache;
 (b) ``mpiexec -n 1|2 hpcdist run jobs/stats.py --input ... --param lo=-5 --param hi=5``;
-(c) benchmarks/handwritten_stats.py at 1 and 2 ranks, with its own fused kernel and with hpcdist's
+(c) the hand-written peer (hpcdist/bench/peer_scripts/handwritten_stats.py) at 1 and 2 ranks, with its own fused kernel and with hpcdist's
     kernel (the second isolates what the framework costs);
 (d) ``hpcdist run jobs/montecarlo_pi.py`` sized to ~5 s on one rank, at 1 and 2 ranks.
 
@@ -21,68 +21,33 @@ See benchmarks/README.md for the JSON schema.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata as md
 import json
 import os
-import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hpcdist.argtypes import whole_number
+from hpcdist.bench import data as bench_data
+from hpcdist.bench import launch, machine, peer_scripts, quiet
+from hpcdist.bench.checks import PeerMismatch, cross_check
+from hpcdist.bench.metrics import summary
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 STATS_PARAMS = ["--param", "lo=-5", "--param", "hi=5"]
 SHARD_BYTES = 4 << 20
-DISTURBED = 0.10    # a run is retried when others used > 10% of a core meanwhile (+ 0.15 s)
-RETRIES = 3
+RETRIES = 3         # a run others disturbed (hpcdist.bench.quiet.is_disturbed) is measured again
 
 
-# ---- helpers ------------------------------------------------------------------------------------
-
-def loadavg() -> list[float]:
-    with open("/proc/loadavg") as fh:
-        return [float(v) for v in fh.read().split()[:3]]
-
-
-def wait_for_quiet(max_load: float, wait_s: float) -> list[float]:
-    """Wait (up to wait_s) until the 1-minute load average is below max_load; returns it."""
-    deadline = time.time() + wait_s
-    load = loadavg()
-    while load[0] > max_load and time.time() < deadline:
-        print(f"  load average {load[0]:.2f} > {max_load}: waiting ...", file=sys.stderr, flush=True)
-        time.sleep(15)
-        load = loadavg()
-    return load
-
-
-def mpiexec() -> str:
-    found = BIN / "mpiexec"
-    return str(found) if found.exists() else shutil.which("mpiexec") or "mpiexec"
-
-
-def hpcdist_cmd() -> list[str]:
-    exe = BIN / "hpcdist"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hpcdist"]
-
-
-def launch_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    return env
-
-
-def stats_of(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+def rows_arg(text: str) -> int:
+    """``67108864``, ``1e6`` or ``2**26``."""
+    base, sep, exp = text.partition("**")
+    return whole_number(base) ** whole_number(exp) if sep else whole_number(text)
 
 
 def timed(fn) -> float:
@@ -91,132 +56,14 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy (all cores, /proc/stat)."""
-    with open("/proc/stat") as fh:
-        f = [int(v) for v in fh.readline().split()[1:]]
-    idle = f[3] + (f[4] if len(f) > 4 else 0)          # idle + iowait
-    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_s(root: int) -> dict[int, float]:
-    """CPU seconds so far of ``root`` and every live process below it (/proc/<pid>/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            out[pid] = (int(fields[11]) + int(fields[12])) / tick
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-class Foreign:
-    """CPU time other programs used while a measurement ran (another developer's tests, ...).
-
-    The machine's busy time (/proc/stat) minus what this process and its descendants used; the
-    descendants (mpiexec, its proxy, the ranks) are sampled every 20 ms, so at most the last 20 ms
-    of each one's life is missed."""
-
-    def __enter__(self) -> "Foreign":
-        self.me = os.getpid()
-        self.start_self = tree_cpu_s(self.me).get(self.me, 0.0)
-        self.seen: dict[int, float] = {}
-        self.done = threading.Event()
-        self.sampler = threading.Thread(target=self._sample, daemon=True)
-        self.busy, self.t = busy_cpu_s(), time.perf_counter()
-        self.sampler.start()
-        return self
-
-    def _sample(self) -> None:
-        while True:
-            for pid, cpu in tree_cpu_s(self.me).items():
-                self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
-            if self.done.wait(0.02):
-                return
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.sampler.join()
-        self.wall = time.perf_counter() - self.t
-        busy = busy_cpu_s() - self.busy
-        mine = sum(cpu for pid, cpu in self.seen.items() if pid != self.me)
-        mine += tree_cpu_s(self.me).get(self.me, 0.0) - self.start_self
-        self.cpu_s = max(0.0, busy - mine)
-
-    @property
-    def disturbed(self) -> bool:
-        return self.cpu_s > DISTURBED * self.wall + 0.15
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "numba", "llvmlite", "h5py", "mpi4py", "mpich"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        import h5py
-        from mpi4py import MPI
-        out["hdf5"] = h5py.version.hdf5_version
-        out["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip()
-    except Exception:   # noqa: BLE001 - informational only
-        pass
-    return out
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-# ---- the dataset --------------------------------------------------------------------------------
-
-
-# ---- the dataset --------------------------------------------------------------------------------
-
-def ensure_data(path: Path, rows: int, cols: int) -> None:
-    import h5py
-    if path.exists():
-        try:
-            with h5py.File(path, "r") as f:
-                ds = f["/x"]
-                if ds.shape == (rows, cols) and ds.dtype == np.float64:
-                    print(f"reusing {path} ({path.stat().st_size / 1e9:.2f} GB)", file=sys.stderr)
-                    return
-        except (OSError, KeyError):
-            pass
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"writing {path}: {rows:,} x {cols} float64 ...", file=sys.stderr, flush=True)
-    subprocess.run([*hpcdist_cmd(), "gen", f"{path}:/x", "--rows", str(rows), "--cols", str(cols)],
-                   check=True, cwd=ROOT)
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 # ---- (a) in-process limits ----------------------------------------------------------------------
 
 def load_stats_module(path: Path):
+    """The module of a stats job (its kernels are module functions)."""
     from hpcdist.job import load_job
     job = load_job(str(path))
     return sys.modules[job.map.__module__]
@@ -224,8 +71,8 @@ def load_stats_module(path: Path):
 
 def baseline_kernel_file(tmp: Path) -> Path | None:
     """jobs/stats.py as it was before the vector kernels (the last version without them)."""
-    for rev in git("log", "--format=%H", "--", "jobs/stats.py").split():
-        text = git("show", f"{rev}:jobs/stats.py")
+    for rev in machine.git("log", "--format=%H", "--", "jobs/stats.py", cwd=ROOT).split():
+        text = machine.git("show", f"{rev}:jobs/stats.py", cwd=ROOT)
         if text and "_vx_m2_bins" not in text:
             out = tmp / "stats_before_vector_kernels.py"
             out.write_text(text + "\n")
@@ -236,8 +83,7 @@ def baseline_kernel_file(tmp: Path) -> Path | None:
 def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
     import h5py
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import handwritten_stats as hw
+    from hpcdist.bench.peer_scripts import handwritten_stats as hw
     from hpcdist.shards import plan_shards
     from hpcdist.sources import open_source
 
@@ -301,7 +147,7 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
         kernels["kernel_stats_before_c4"] = (lambda: before._shard_stats(x4, lo4, hi4, 64), x4.nbytes)
         kernels["kernel_stats_before_c1"] = (lambda: before._shard_stats(x1, lo1, hi1, 64), x1.nbytes)
         kernels["kernel_finite_range_before_c4"] = (lambda: before._finite_range(x4), x4.nbytes)
-    print("  compiling / loading kernels ...", file=sys.stderr, flush=True)
+    say("  compiling / loading kernels ...")
     for fn, _ in kernels.values():
         fn()
     # the answers agree (histogram exactly) before anything is timed
@@ -321,7 +167,7 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
     foreign = []
     for r in range(repeats):
         for attempt in range(RETRIES + 1):      # a round others disturbed is measured again
-            with Foreign() as other:
+            with quiet.OthersCpu() as other:
                 one = {name: timed(fn) for name, fn in streams.items()}
                 one.update({name: min(timed(fn) for _ in range(kernel_reps)) for name, (fn, _) in kernels.items()})
             if not other.disturbed or attempt == RETRIES:
@@ -332,10 +178,10 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
             times[name].append(v)
     out = {}
     for name in streams:
-        s = stats_of(times[name])
+        s = summary(times[name])
         out[name] = {"seconds": s, "GBps_median": nbytes / s["median"] / 1e9, "GBps_best": nbytes / s["min"] / 1e9}
     for name, (_, nb) in kernels.items():
-        s = stats_of(times[name])
+        s = summary(times[name])
         out[name] = {"seconds": s, "bytes": nb, "GBps_median": nb / s["median"] / 1e9,
                      "GBps_best": nb / s["min"] / 1e9}
     os.close(fd)
@@ -350,89 +196,70 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
 # ---- (b, c, d) whole programs -------------------------------------------------------------------
 
 def run_hpcdist(job: str, ranks: int, args: list[str], out: Path) -> dict:
-    cmd = [mpiexec(), "-n", str(ranks), *hpcdist_cmd(), "run", str(ROOT / "jobs" / job), *args, "--output", str(out)]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(), cwd=ROOT)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    import h5py
-    with h5py.File(out, "r") as f:
-        attrs = {k: float(f.attrs[k]) for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")}
-        attrs["idle_s"] = float(np.max(f.attrs["rank_idle_s"])) if "rank_idle_s" in f.attrs else 0.0
-        extra = {"schedule": str(f.attrs.get("schedule", "static"))}
-        results = {k: f[k][()] for k in f}
-    return {"wall_s": wall, **attrs, **extra, "results": results}
+    got = launch.run_hpcdist(ranks, str(ROOT / "jobs" / job), args, str(out))
+    a = got.seconds("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")
+    a["idle_s"] = float(np.max(got.attrs["rank_idle_s"])) if "rank_idle_s" in got.attrs else 0.0
+    return {"wall_s": got.wall_s, **a, "schedule": str(got.attrs.get("schedule", "static")),
+            "results": got.results}
 
 
 def run_handwritten(data: Path, ranks: int, kernel: str, out: Path) -> dict:
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(ROOT / "benchmarks" / "handwritten_stats.py"),
-           f"{data}:/x", "--lo", "-5", "--hi", "5", "--kernel", kernel, "--json", str(out)]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=launch_env(), cwd=ROOT)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    cmd = launch.mpi_cmd(ranks, [*peer_scripts.handwritten_stats_cmd(), f"{data}:/x", "--lo", "-5", "--hi", "5",
+                                 "--kernel", kernel, "--stats-job", str(ROOT / "jobs" / "stats.py"),
+                                 "--json", str(out)])
+    _, wall = launch.launch(cmd)
     res = json.loads(out.read_text())
     return {"wall_s": wall, **{k: res[k] for k in ("elapsed_s", "compute_s", "read_s", "compile_s", "reduce_s")},
             "idle_s": 0.0, "results": res["results"]}
 
 
 def verify(hp: dict, hw: dict) -> dict:
-    """Hand-written and hpcdist: same count/nan_count/hist exactly, mean/var within 1e-9."""
-    a, b = hp["results"], hw["results"]
-    same_counts = (np.array_equal(a["count"], b["count"]) and np.array_equal(a["nan_count"], b["nan_count"])
-                   and np.array_equal(a["hist"], b["hist"]))
-    mean_rel = float(np.max(np.abs(a["mean"] - np.asarray(b["mean"])) / np.maximum(np.abs(a["mean"]), 1e-300)))
-    var_rel = float(np.max(np.abs(a["var"] - np.asarray(b["var"])) / np.abs(a["var"])))
-    return {"count_hist_exact": bool(same_counts), "mean_max_abs_rel_diff": mean_rel, "var_max_rel_diff": var_rel,
-            "ok": bool(same_counts and mean_rel <= 1e-9 and var_rel <= 1e-9)}
+    """The hand-written results are hpcdist's (hpcdist.bench.checks: counts and histogram exactly)."""
+    try:
+        return {"ok": True, "max_rel_diff": cross_check("handwritten", hp["results"], hw["results"])}
+    except PeerMismatch as exc:
+        return {"ok": False, "mismatch": str(exc)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT / "bench-data" / "big.h5"), help="HDF5 file (dataset /x)")
-    ap.add_argument("--rows", type=lambda s: int(eval(s, {})), default=2**26,
+    ap.add_argument("--rows", type=rows_arg, default=2**26,
                     help="rows of the 4-column float64 dataset (default 2**26 = 2.1 GB)")
     ap.add_argument("--repeats", type=int, default=5, help="rounds of every contender (>= 3)")
     ap.add_argument("--pi-seconds", type=float, default=5.0, help="target 1-rank time of the pi job")
-    ap.add_argument("--max-load", type=float, default=1.0, help="wait until the load average is below this")
+    ap.add_argument("--max-load", type=float, default=1.0, help="the 1-minute load average of a quiet machine")
+    ap.add_argument("--wait-quiet", action="store_true", help="wait (at most --wait-load s) for it before measuring")
     ap.add_argument("--wait-load", type=float, default=600, help="longest wait for a quiet machine, seconds")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "core.json"))
     args = ap.parse_args(argv)
     t_begin = time.perf_counter()
     data = Path(args.data).resolve()
-    ensure_data(data, args.rows, 4)
+    bench_data.ensure_h5(f"{data}:/x", args.rows, 4, say)
     nbytes = data.stat().st_size
     tmp = Path(tempfile.mkdtemp(prefix="hpcdist-bench-"))
     report: dict = {
         "benchmark": "core",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "versions": versions(),
+        "date": machine.now_utc(),
+        **{k: v for k, v in machine.describe().items() if k in ("hostname", "cpu", "cores", "memory_GiB")},
+        **machine.git_facts(),
+        "versions": machine.versions(),
         "data": {"path": str(data), "rows": args.rows, "cols": 4, "dtype": "float64", "file_bytes": nbytes,
                  "data_bytes": args.rows * 32},
         "repeats": args.repeats,
     }
     data_bytes = args.rows * 32
-    print("waiting for a quiet machine ...", file=sys.stderr, flush=True)
-    report["loadavg_start"] = wait_for_quiet(args.max_load, args.wait_load)
+    report["loadavg_start"] = quiet.start_load(args.max_load, args.wait_quiet, args.wait_load, say)
     report["quiet_at_start"] = report["loadavg_start"][0] <= args.max_load
     if not report["quiet_at_start"]:
-        print(f"warning: load average still {report['loadavg_start'][0]:.2f}: numbers will be noisy",
-              file=sys.stderr, flush=True)
+        say(f"warning: load average {report['loadavg_start'][0]:.2f}: disturbed runs are measured again")
 
-    print("(a) machine limits ...", file=sys.stderr, flush=True)
+    say("(a) machine limits ...")
     report["limits"] = measure_limits(data, args.repeats, tmp)
     membw = report["limits"]["numpy_sum_in_memory"]["GBps_median"]
 
     # warm-up: every program once (numba caches), and size the pi job
-    print("warm-up and pi calibration ...", file=sys.stderr, flush=True)
+    say("warm-up and pi calibration ...")
     warm = run_hpcdist("montecarlo_pi.py", 1, ["--param", "samples=200000000"], tmp / "pi_cal.h5")
     rate = 2e8 / max(warm["compute_s"], 1e-3)
     samples = int(round(rate * args.pi_seconds, -6))
@@ -452,27 +279,27 @@ def main(argv=None) -> int:
         if "n1" in name and "pi" not in name:
             fn(tmp / f"warm_{name}.out")
 
-    print(f"(b, c, d) {args.repeats} interleaved rounds ...", file=sys.stderr, flush=True)
+    say(f"(b, c, d) {args.repeats} interleaved rounds ...")
     runs: dict[str, list[dict]] = {k: [] for k in contenders}
     loads = []
     names = list(contenders)
     retried = {k: 0 for k in contenders}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[: r % len(names)]
-        loads.append(loadavg())
+        loads.append(quiet.loadavg())
         for name in order:
             for attempt in range(RETRIES + 1):      # a run others disturbed is run again
-                with Foreign() as other:
+                with quiet.OthersCpu() as other:
                     res = contenders[name](tmp / f"{name}_{r}.out")
                 res["foreign_cpu_s"] = other.cpu_s
-                print(f"  round {r + 1}: {name:32s} wall {res['wall_s']:6.2f} s  elapsed {res['elapsed_s']:6.2f} s"
-                      f"  others used {other.cpu_s:5.2f} cpu-s", file=sys.stderr, flush=True)
+                say(f"  round {r + 1}: {name:32s} wall {res['wall_s']:6.2f} s  elapsed {res['elapsed_s']:6.2f} s"
+                    f"  others used {other.cpu_s:5.2f} cpu-s")
                 if not other.disturbed or attempt == RETRIES:
                     break
                 retried[name] += 1
                 time.sleep(5)
             runs[name].append(res)
-    loads.append(loadavg())
+    loads.append(quiet.loadavg())
     report["retried_runs"] = retried
 
     # correctness: hand-written = hpcdist; hpcdist at 1 and 2 ranks: the same bits
@@ -497,7 +324,7 @@ def main(argv=None) -> int:
             x["work_s"] = x["compute_s"] + x["read_s"]
         for key in ("wall_s", "elapsed_s", "work_s", "compute_s", "read_s", "compile_s", "reduce_s", "idle_s",
                     "foreign_cpu_s"):
-            entry[key] = stats_of([x[key] for x in rs])
+            entry[key] = summary([x[key] for x in rs])
         entry["rounds"] = [{k: v for k, v in x.items() if k != "results"} for x in rs]
         if "schedule" in rs[0]:
             entry["schedule"] = rs[0]["schedule"]
@@ -538,7 +365,7 @@ def main(argv=None) -> int:
                                     "rounds": per_round}
     report["parallel_efficiency_2_ranks"] = eff
     report["loadavg_per_round"] = loads
-    report["loadavg_end"] = loadavg()
+    report["loadavg_end"] = quiet.loadavg()
     report["benchmark_seconds"] = time.perf_counter() - t_begin
 
     out = Path(args.out)

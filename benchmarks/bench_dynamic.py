@@ -2,8 +2,8 @@
 
 One run measures everything with the contenders interleaved (static, dynamic, ... with the order
 rotated each round): the machine is shared and its speed drifts, so only ratios taken within one
-run mean anything. Before each round it waits while the 1-minute load average is above
-``--max-load`` (others running heavy things) and records the load it started with.
+run mean anything. It records the load average before each round; with ``--wait-quiet`` it first
+waits while the 1-minute load average is above ``--max-load`` (others running heavy things).
 
     python benchmarks/bench_dynamic.py                  # ~6 min; writes benchmarks/results/dynamic.json
     python benchmarks/bench_dynamic.py --repeats 1 --shards 100     # a quick look
@@ -24,41 +24,30 @@ and the map phase (the longest rank's busy + idle), plus the launcher's wall tim
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from hpcdist.bench import data as bench_data
+from hpcdist.bench import launch, machine, quiet
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 UNEVEN = ROOT / "tests" / "jobs" / "uneven_sum.py"
 STATS = ROOT / "jobs" / "stats.py"
 FACTOR = 4.0
 
-from bench_core import loadavg, mpiexec, wait_for_quiet  # noqa: E402  (shared launch helpers)
 
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def run(ranks: int, job: Path, args: list[str], out: Path) -> dict:
     """One ``mpiexec -n ranks hpcdist run``; its output attributes plus the launcher's wall time."""
-    import h5py
-
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "hpcdist", "run", str(job), *args,
-           "--output", str(out)]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    with h5py.File(out) as f:
-        a = dict(f.attrs)
+    got = launch.run_hpcdist(ranks, str(job), args, str(out))
+    a, wall = got.attrs, got.wall_s
     busy = [float(x) for x in a["rank_busy_s"]]
     idle = [float(x) for x in a["rank_idle_s"]]
     shards = [int(x) for x in a["rank_shards"]]
@@ -68,7 +57,7 @@ def run(ranks: int, job: Path, args: list[str], out: Path) -> dict:
             "measured_ideal_s": (sum(shards) / speed) if speed else None,
             "rank_shards": shards, "rank_busy_s": busy, "rank_idle_s": idle,
             "rank_claims": [int(x) for x in a["rank_claims"]], "rank_steals": [int(x) for x in a["rank_steals"]],
-            "load": loadavg()[0]}
+            "load": quiet.loadavg()[0]}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -91,27 +80,8 @@ def summarise(name: str, runs: dict[str, list[dict]], ideal: float | None) -> di
         out["measured_ideal_s"] = median(dy, "measured_ideal_s")
         out["dynamic_over_ideal"] = out["dynamic_elapsed_s"] / ideal
         out["dynamic_map_over_ideal"] = out["dynamic_map_s"] / ideal
-    print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()),
-          file=sys.stderr, flush=True)
+    say(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()))
     return out
-
-
-def ensure_data(path: Path, rows: int) -> None:
-    """The stats input (rows x 4 float64, as bench_core.py makes it); reused when the shape matches."""
-    import h5py
-
-    if path.exists():
-        try:
-            with h5py.File(path, "r") as f:
-                if f["/x"].shape == (rows, 4):
-                    return
-        except (OSError, KeyError):
-            pass
-        raise SystemExit(f"{path} exists with another shape: give --data another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"writing {path} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "hpcdist", "gen", f"{path}:/x", "--rows", str(rows), "--cols", "4"],
-                   check=True, cwd=ROOT, capture_output=True)
 
 
 def main() -> int:
@@ -121,14 +91,15 @@ def main() -> int:
     ap.add_argument("--work", type=float, default=0.02, help="seconds per shard on a normal rank")
     ap.add_argument("--stats-rows", type=int, default=1 << 26, help="rows x 4 float64 for jobs/stats.py")
     ap.add_argument("--data", default=str(ROOT / "bench-data" / "big.h5"), help="stats input (HDF5, /x)")
-    ap.add_argument("--max-load", type=float, default=1.0)
+    ap.add_argument("--max-load", type=float, default=1.0, help="the 1-minute load average of a quiet machine")
+    ap.add_argument("--wait-quiet", action="store_true", help="before each round, wait (at most --wait s) for it")
     ap.add_argument("--wait", type=float, default=900, help="longest wait for a quiet machine, seconds")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dynamic.json"))
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dynamic_"))
     data = Path(args.data)
-    ensure_data(data, args.stats_rows)
+    bench_data.ensure_h5(f"{data}:/x", args.stats_rows, 4, say)
     rows = args.shards * 100
     base = ["--input", f"synthetic:rows={rows},cols=2,seed=5", "--shard-rows", "100",
             "--param", f"shards={args.shards}", "--param", f"work={args.work}"]
@@ -143,23 +114,23 @@ def main() -> int:
     configs["homogeneous_stats_2ranks"] = (2, STATS, ["--input", f"{data}:/x", "--param", "lo=-5",
                                                       "--param", "hi=5"], None)
 
-    print("warming numba's caches ...", file=sys.stderr, flush=True)
+    say("warming numba's caches ...")
     run(1, STATS, ["--input", f"{data}:/x", "--param", "lo=-5", "--param", "hi=5"], tmp / "o.h5")
     run(1, UNEVEN, [*base, "--param", "work=0"], tmp / "o.h5")
-    load_before = wait_for_quiet(args.max_load, args.wait)
-    print(f"load average {load_before}", file=sys.stderr, flush=True)
+    load_before = quiet.start_load(args.max_load, args.wait_quiet, args.wait, say)
+    say(f"load average {load_before}")
     results: dict[str, dict[str, list[dict]]] = {k: {"static": [], "dynamic": []} for k in configs}
     round_loads = []
     for rep in range(args.repeats):
-        round_loads.append(wait_for_quiet(args.max_load, args.wait))
+        round_loads.append(quiet.start_load(args.max_load, args.wait_quiet, args.wait, say))
         for i, (name, (ranks, job, jargs, _)) in enumerate(configs.items()):
             order = ["static", "dynamic"] if (rep + i) % 2 == 0 else ["dynamic", "static"]
             for kind in order:
                 r = run(ranks, job, [*jargs, "--schedule", kind], tmp / "o.h5")
                 results[name][kind].append(r)
-                print(f"  round {rep + 1} {name} {kind}: {r['elapsed_s']:.3f} s, shards {r['rank_shards']}, "
-                      f"steals {r['rank_steals']} (load {r['load']:.2f})", file=sys.stderr, flush=True)
-    load_after = loadavg()
+                say(f"  round {rep + 1} {name} {kind}: {r['elapsed_s']:.3f} s, shards {r['rank_shards']}, "
+                    f"steals {r['rank_steals']} (load {r['load']:.2f})")
+    load_after = quiet.loadavg()
 
     summary = {name: summarise(name, results[name], configs[name][3]) for name in configs}
     het = [summary[f"slow_x4_sleep_{n}ranks"] for n in (2, 3)]
@@ -171,15 +142,15 @@ def main() -> int:
         "homogeneous_overhead_at_most_2pct": all(h["dynamic_map_overhead"] <= 0.02 for h in hom),
         "homogeneous_elapsed_overhead_at_most_2pct": all(h["dynamic_overhead"] <= 0.02 for h in hom),
     }
-    from mpi4py import MPI
+    versions = machine.versions()
     doc = {
         "benchmark": "bench_dynamic",
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                 "mpi": MPI.Get_library_version().splitlines()[0].strip(), "python": platform.python_version()},
+        "date_utc": machine.now_utc(),
+        "host": {"cpus": machine.describe()["cores_detected"], "platform": machine.describe()["platform"],
+                 "mpi": versions.get("mpi_library"), "python": versions["python"]},
         "load_before": load_before, "load_after": load_after, "round_loads": round_loads,
         "settings": {"repeats": args.repeats, "shards": args.shards, "work_s": args.work, "factor": FACTOR,
-                     "stats_rows": args.stats_rows, "max_load": args.max_load},
+                     "stats_rows": args.stats_rows, "max_load": args.max_load, "wait_quiet": args.wait_quiet},
         "targets": targets,
         "summary": summary,
         "configs": {name: {"ranks": c[0], "job": str(Path(c[1]).relative_to(ROOT)), "args": c[2]}

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcdist.bench import numpy_stats, peers
+from hpcdist.bench import checks, numpy_stats, peers
 from hpcdist.bench.cli import _cmd_compare
 from hpcdist.cli import build_parser
 
@@ -42,7 +42,7 @@ def test_cross_check_is_exact_for_counts_and_tolerant_for_floats(data):
     a = numpy_stats.piece_partial(x[:17_001], lo, hi, 64)
     b = numpy_stats.piece_partial(x[17_001:], lo, hi, 64)
     merged = numpy_stats.finish(numpy_stats.merge(a, b))
-    diffs = peers.cross_check("split", whole, merged)
+    diffs = checks.cross_check("split", whole, merged)
     assert set(diffs) == {"sum", "mean", "var"} and max(diffs.values()) < 1e-12
     # numpy's own answers
     assert np.array_equal(whole["count"], (~np.isnan(x)).sum(0))
@@ -53,8 +53,8 @@ def test_cross_check_is_exact_for_counts_and_tolerant_for_floats(data):
                           ("var", lambda r: r["var"].__setitem__(1, r["var"][1] * (1 + 1e-6)))]:
         bad = {k: np.array(v, copy=True) for k, v in whole.items()}
         change(bad)
-        with pytest.raises(peers.PeerMismatch, match=f"peer p disagrees with hpcdist_n1 on {field}"):
-            peers.cross_check("p", whole, bad)
+        with pytest.raises(checks.PeerMismatch, match=f"peer p disagrees with hpcdist_n1 on {field}"):
+            checks.cross_check("p", whole, bad)
 
 
 class OffByOneNumpy(peers.NumpyPeer):

@@ -172,7 +172,7 @@ def _cmd_compare(args: argparse.Namespace, peer_factory=None) -> int:
 def _compare(args: argparse.Namespace, peer_factory=None) -> int:
     import shutil
 
-    from hpcdist.bench import data, machine, peers, quiet, records, report
+    from hpcdist.bench import checks, data, machine, peers, quiet, records, report
 
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in _peer_names()]
@@ -213,7 +213,7 @@ def _compare(args: argparse.Namespace, peer_factory=None) -> int:
             limits = peers.memory_limits(sorted({1, args.workers}), args.stream_mib, setup.env)
         try:
             result = peers.compare(setup, chosen, repeat, _say)
-        except peers.PeerMismatch as exc:
+        except checks.PeerMismatch as exc:
             print(f"hpcdist bench compare: error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     finally:

@@ -17,7 +17,7 @@ max and numpy.histogram's counts over [lo, hi]):
 A first round runs every peer once (warm-up: numba caches, page cache, pool and cluster start) and
 cross-checks every result against ``hpcdist_n1``: counts and histogram exactly, the rest within a
 relative tolerance. A disagreement ends the comparison before any time is reported
-(:class:`PeerMismatch`, exit 1, naming the peer and the field). Then ``--repeat`` timed rounds,
+(:class:`~hpcdist.bench.checks.PeerMismatch`, exit 1, naming the peer and the field). Then ``--repeat`` timed rounds,
 every peer once per round, the order rotating, each round's results checked again. A peer whose
 dependency is missing (dask) is reported as skipped, never faked.
 
@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from hpcdist.bench import launch, peer_scripts, quiet
-from hpcdist.bench.checks import FIELDS, RTOL, PeerMismatch, cross_check
+from hpcdist.bench.checks import FIELDS, RTOL, cross_check
 from hpcdist.bench.metrics import summary
 from hpcdist.bench.numpy_stats import block_partial, blocks, finish, finite_range, merge
 from hpcdist.errors import UserError
