@@ -173,6 +173,9 @@ def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
         print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
         return _abort(comm, EXIT_USAGE)
     except JobError as exc:
+        # Ranks often find the same bug at once (every rank combines): the lowest-numbered reports
+        # and the others give its MPI_Abort a moment to end them first, so the user reads one line.
+        time.sleep(min(1.0, 0.2 * rank))
         prefix = f"rank {rank}: " if size > 1 else ""
         print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
         return _abort(comm, EXIT_FAILURE)

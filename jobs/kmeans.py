@@ -6,6 +6,8 @@ to their clusters' means. Results: centroids, counts and inertia (sum of squared
 last pass's assignment, and iterations.
 """
 
+import os
+
 import numpy as np
 from numba import njit
 
@@ -26,10 +28,17 @@ def default_input(params):
 
 
 def check(ctx):
+    """k and sample size the start's arrays: checked against the data and this machine first."""
     p = ctx.params
     if not 1 <= p["k"] <= min(ctx.rows, p["sample"]):
         raise UserError(f"param k must be between 1 and min(rows, sample) = "
                         f"{min(ctx.rows, p['sample'])}, got {p['k']}")
+    rows = min(p["sample"], ctx.rows)        # k-means++ runs on rank 0 over these rows
+    need = rows * (3 * ctx.cols * 8 + 16) + p["k"] * ctx.cols * 8
+    have = _memory_bytes()
+    if need > have:
+        raise UserError(f"param sample={p['sample']:,} needs about {need / 1e9:,.1f} GB for the "
+                        f"k-means++ start; this machine has {have / 1e9:,.1f} GB")
     if p["iters"] < 1:
         raise UserError(f"param iters must be >= 1, got {p['iters']}")
     if not p["tol"] >= 0:
@@ -107,3 +116,11 @@ def _assign(x, centroids):
         for j in range(d):
             sums[best, j] += x[i, j]
     return sums, counts, inertia
+
+
+def _memory_bytes():
+    """This machine's physical memory (Linux); no limit where it cannot be asked."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")

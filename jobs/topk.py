@@ -2,7 +2,10 @@
 
 Ties are broken by the smaller row index, so the answer is unique and the same at any rank count.
 NaNs are never among the largest values. Results: values (descending), rows.
+A partial keeps at most k values, fewer on a shard with fewer rows (VARIABLE_LENGTH).
 """
+
+import os
 
 import numpy as np
 from numba import njit
@@ -11,6 +14,7 @@ from hpcdist import Param, UserError
 
 PARAMS = {"k": Param(int, 10, "how many of the largest values to keep")}
 INPUT_NDIM = (1,)
+VARIABLE_LENGTH = ("values", "rows")   # at most k, fewer for a short shard or one with NaNs
 
 
 def default_input(params):
@@ -18,8 +22,15 @@ def default_input(params):
 
 
 def check(ctx):
-    if ctx.params["k"] < 1:
-        raise UserError(f"param k must be >= 1, got {ctx.params['k']}")
+    """k sizes every partial: checked against the data and this machine before any work."""
+    k = ctx.params["k"]
+    if not 1 <= k <= ctx.rows:
+        raise UserError(f"param k must be between 1 and the number of rows ({ctx.rows:,}), got {k:,}")
+    need = 4 * k * (ctx.dtype.itemsize + 8)    # two partials merged: values, rows and the sort order
+    have = _memory_bytes()
+    if need > have:
+        raise UserError(f"param k={k:,} needs about {need / 1e9:,.1f} GB to merge two partials; "
+                        f"this machine has {have / 1e9:,.1f} GB")
 
 
 def map(shard, ctx):
@@ -41,6 +52,7 @@ def finalize(partial, ctx):
 @njit(cache=True, nogil=True)
 def _top(x, row0, k):
     """Keep a sorted buffer of the best k (value desc, row asc); one compare per value usually."""
+    k = min(k, x.shape[0])                 # a shard never needs more room than it has rows
     vals = np.empty(k, x.dtype)
     rows = np.empty(k, np.int64)
     m = 0
@@ -60,3 +72,11 @@ def _top(x, row0, k):
         if m < k:
             m += 1
     return vals[:m].copy(), rows[:m].copy()
+
+
+def _memory_bytes():
+    """This machine's physical memory (Linux); no limit where it cannot be asked."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
