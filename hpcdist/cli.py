@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 from hpcdist.argtypes import whole_number as _int  # the same parser as hpcdist bench's
-from hpcdist.errors import EXIT_USAGE, UserError
+from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError, WriteFailed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dist", default="normal", choices=["normal", "uniform", "int"])
     gen.add_argument("--nan", type=float, default=0.0, help="fraction of values set to NaN")
     gen.add_argument("--chunk-rows", type=_int, help="HDF5 chunk height (default: ~1 MiB chunks)")
+    gen.add_argument("--force", action="store_true",
+                     help="replace an existing dataset of that name (or an existing .npy); other datasets "
+                          "in the file are never touched")
     gen.set_defaults(func=_cmd_gen)
 
     info = sub.add_parser("info", help="print a result file readably")
@@ -126,6 +129,10 @@ def _run_command(args: argparse.Namespace, stop) -> int:
             report = run(job, options, w, stop)
         except Interrupted as interrupted:
             return _leave_interrupted(w, interrupted)
+        except WriteFailed as exc:                            # every rank learnt it from rank 0
+            if w.rank == 0:
+                print(f"hpcdist: error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_FAILURE
         if w.rank == 0:
             target = f" -> {args.output}" if args.output else ""
             a = report.attrs
@@ -171,10 +178,13 @@ def _cmd_gen(args: argparse.Namespace) -> int:
 
     try:
         source = SyntheticSource(args.rows, args.cols, args.dtype, args.seed, args.dist, args.nan)
-        path = generate(args.target, source, args.chunk_rows)
+        path = generate(args.target, source, args.chunk_rows, force=args.force)
     except UserError as exc:
         print(f"hpcdist: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteFailed as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"wrote {args.target}: {source.rows:,} x {args.cols} {args.dtype} "
           f"({source.nbytes / 1e9:.3f} GB) -> {path}", file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
-"""Result files: one HDF5 file per run, written under a temporary name and renamed when complete.
+"""Result files: one HDF5 file per run, built in memory and written atomically.
 
-A run that fails at any point leaves no file at the output path that looks valid.
+A run that fails at any point leaves no file at the output path that looks valid; a full disk is
+one line and exit 1 (:class:`hpcdist.errors.WriteFailed`), never a half-closed HDF5 file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from hpcdist.errors import UserError
+from hpcdist import atomic
+from hpcdist.errors import UserError, WriteFailed
+from hpcdist.filekind import Kind, file_kind
+from hpcdist.h5image import hdf5_bytes
+
+# A string result is stored as HDF5 variable-length UTF-8; this attribute keeps its numpy dtype
+# (``<U5``, ``|S3``) so that reading it back gives the very array the job returned.
+STRING_DTYPE_ATTR = "numpy_dtype"
 
 
 def check_output_path(path: str, what: str = "output") -> None:
@@ -22,7 +30,7 @@ def check_output_path(path: str, what: str = "output") -> None:
         raise UserError(f"{what} {path}: is a directory, expected a file name such as {path.rstrip('/')}/result.h5")
     if not os.path.isdir(directory):
         raise UserError(f"{what} {path}: directory {directory} does not exist")
-    probe = _temp_name(path)
+    probe = atomic.temp_path(path)
     try:
         with open(probe, "wb"):
             pass
@@ -32,32 +40,78 @@ def check_output_path(path: str, what: str = "output") -> None:
 
 
 def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Each result a dataset at the root, run facts as attributes; atomic via temp file + rename."""
-    tmp = _temp_name(path)
+    """Each result a dataset at the root (in the job's order), run facts as attributes.
+
+    Raises TypeError for a result HDF5 cannot hold (a job bug) and WriteFailed when the file
+    cannot be written; either way nothing appears at ``path``.
+    """
+    values = {name: _storable(name, value) for name, value in results.items()}
+
+    def build(f: h5py.File) -> None:
+        for name, (data, numpy_dtype) in values.items():
+            ds = f.create_dataset(name, data=data)
+            if numpy_dtype is not None:
+                ds.attrs[STRING_DTYPE_ATTR] = numpy_dtype
+        for key, value in attrs.items():
+            f.attrs[key] = _attr(value)
+
+    image = hdf5_bytes(build, track_order=True)
     try:
-        with h5py.File(tmp, "w") as f:
-            for name, value in results.items():
-                f.create_dataset(name, data=np.asarray(value))
-            for key, value in attrs.items():
-                f.attrs[key] = _attr(value)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic.write_bytes(path, image)
+    except OSError as exc:
+        raise WriteFailed(f"cannot write output {path}: {exc.strerror or exc}") from None
 
 
 def read_result(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The datasets and attributes of a result file."""
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise UserError(f"{path}: not an HDF5 file")
+    """The datasets and attributes of a result file; any other kind of file is a UserError."""
+    kind = file_kind(path)
+    if kind is not Kind.RESULT:
+        raise UserError(_not_a_result(path, kind))
     with h5py.File(path, "r") as f:
-        data = {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
+        data = {name: _read_dataset(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
         attrs = {k: _unattr(v) for k, v in f.attrs.items()}
     return data, attrs
+
+
+def _not_a_result(path: str, kind: Kind) -> str:
+    expected = "expected a result file written by hpcdist run --output"
+    if kind is Kind.MISSING:
+        return f"{path}: no such file"
+    if kind is Kind.CHECKPOINT:
+        return f"{path}: an hpcdist checkpoint, not a result file; use hpcdist inspect {path}"
+    if kind is Kind.OTHER_HDF5:
+        return f"{path}: an HDF5 file but not an hpcdist result (no job and hpcdist_version attributes); {expected}"
+    return f"{path}: {kind.value}; {expected}"
+
+
+def _storable(name: str, value: Any) -> tuple[np.ndarray, str | None]:
+    """The array h5py writes for one result, and the numpy dtype to restore for strings."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        try:
+            text = arr if arr.dtype.kind == "U" else np.char.decode(arr, "utf-8")
+        except UnicodeDecodeError:
+            raise TypeError(f"result {name!r}: bytes that are not UTF-8 text cannot be stored; "
+                            f"return str or numbers") from None
+        strings = text.astype(object)
+        if any("\0" in s for s in strings.reshape(-1)):
+            raise TypeError(f"result {name!r}: a string with a NUL character cannot be stored in HDF5")
+        return np.asarray(strings, dtype=h5py.string_dtype("utf-8")), arr.dtype.str
+    if arr.dtype.kind not in "biufcV":
+        raise TypeError(f"result {name!r} has numpy dtype {arr.dtype} ({type(value).__name__}), which HDF5 "
+                        f"cannot store; return numbers or strings")
+    return arr, None
+
+
+def _read_dataset(ds: h5py.Dataset) -> np.ndarray:
+    numpy_dtype = ds.attrs.get(STRING_DTYPE_ATTR)
+    if numpy_dtype is None:
+        return ds[()]
+    numpy_dtype = np.dtype(_unattr(numpy_dtype))
+    text = np.asarray(ds.asstr()[()], dtype=object)
+    if numpy_dtype.kind == "S":
+        return np.char.encode(text.astype(str), "utf-8").astype(numpy_dtype)
+    return text.astype(numpy_dtype)
 
 
 def _attr(value: Any) -> Any:
@@ -74,17 +128,3 @@ def _unattr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _temp_name(path: str) -> str:
-    directory, base = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{base}.tmp-{os.getpid()}")
-
-
-def fsync_path(path: str) -> None:
-    """Flush a file (or directory) to disk before a rename makes it visible."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

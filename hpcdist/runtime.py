@@ -19,14 +19,14 @@ import hpcdist
 from hpcdist import checkpoint as ckpt
 from hpcdist.comm import World, mpi_library
 from hpcdist.context import ShardContext
-from hpcdist.errors import UserError
+from hpcdist.errors import UserError, WriteFailed
 from hpcdist.job import Job
 from hpcdist.output import check_output_path, write_result
 from hpcdist.params import params_json, resolve_params
 from hpcdist.failures import display_path
 from hpcdist.partials import LayoutCheck, Node, Partial, check_partial, decode, encode
 from hpcdist.reduce import broadcast, reduce_to_root
-from hpcdist import schedule
+from hpcdist import paths, schedule
 from hpcdist.shards import ShardPlan, plan_shards
 from hpcdist.allocation import slurm_attrs
 from hpcdist.sources import Source, open_source
@@ -220,9 +220,10 @@ class _Run:
                      timings: list[tuple] | None) -> tuple[bool, dict | None, dict[str, Any]]:
         """Rank 0 decides (update, or finalize + output); every rank learns the next state.
 
-        The output is written before the other ranks are released, so a failed write aborts them.
+        The output is written before the other ranks are released; if the write fails, every rank
+        learns it and raises WriteFailed (one line, exit 1, no MPI_Abort).
         """
-        results, attrs = None, {}
+        results, attrs, failed = None, {}, None
         if self.world.rank == 0:
             done, new_state = True, self.state
             if self.job.multipass:
@@ -235,28 +236,41 @@ class _Run:
                 final_ctx = replace(ctx, state=new_state)
                 results = _check_results(self.job, self.job.finalize(root, final_ctx))
                 attrs = self.attrs_for(ctx.pass_index + 1, timings, self.shards_resumed)
-                self._deliver(results, attrs, coord)
-            payload = {**(new_state or {}), "__done__": np.asarray(bool(done))}
+                failed = self._deliver(results, attrs, coord)
+            payload = {**(new_state or {}), "__done__": np.asarray(bool(done)),
+                       "__failed__": np.asarray(failed is not None)}
             coord.send_result(encode([(0, 0, payload)]))
         else:
             payload = dict(decode(coord.wait_result())[0][2])
         done = bool(payload.pop("__done__"))
+        if bool(payload.pop("__failed__")):
+            raise WriteFailed(failed or "", agreed=True)    # rank 0 holds the message and prints it
         self.state = payload if self.job.multipass else None
         return done, results, attrs
 
-    def _deliver(self, results: dict[str, np.ndarray], attrs: dict[str, Any], coord: ckpt.Coordinator) -> None:
-        """Rank 0: the output file first, then the checkpoint is marked complete or removed."""
+    def _deliver(self, results: dict[str, np.ndarray], attrs: dict[str, Any], coord: ckpt.Coordinator
+                 ) -> str | None:
+        """Rank 0: the output file first, then the checkpoint is marked complete or removed.
+
+        Returns the one-line reason when a file could not be written (the checkpoint then stays)."""
         path = self.options.checkpoint
         if self.options.output:
-            write_result(self.options.output, results, attrs)
+            try:
+                write_result(self.options.output, results, attrs)
+            except WriteFailed as exc:
+                return str(exc)
         if path and self.options.keep_checkpoint:
             self.generation += 1
             ranks, busy = coord.progress()
-            ckpt.save(path, ckpt.Checkpoint(fingerprint=self.fp, pass_index=0, nodes=[], complete=True,
-                                            results=results, generation=self.generation,
-                                            ranks=self.world.size, rank_shards=ranks, rank_busy_s=busy))
+            try:
+                ckpt.save(path, ckpt.Checkpoint(fingerprint=self.fp, pass_index=0, nodes=[], complete=True,
+                                                results=results, generation=self.generation,
+                                                ranks=self.world.size, rank_shards=ranks, rank_busy_s=busy))
+            except OSError as exc:
+                return f"cannot write checkpoint {path}: {exc.strerror or exc}"
         elif path:
             ckpt.remove(path)
+        return None
 
     def _write_checkpoint(self, nodes: list[Node], pass_index: int, ranks: list[int], busy: list[float]) -> bool:
         """Rank 0's writer for the coordinator: never fails the run, reports and keeps going."""
@@ -282,6 +296,9 @@ def _default_input(job: Job, params: Mapping[str, Any]) -> str:
 def _validate(job: Job, spec: str, options: RunOptions, params: Mapping[str, Any]) -> None:
     """Rank 0 opens the input once and checks everything a user could have got wrong."""
     with open_source(spec) as source:
+        files = getattr(source, "files", None)      # every file the input reads, links included
+        paths.refuse_overlaps(spec, files() if files else [], options.output, options.checkpoint)
+        paths.refuse_foreign(options.output, options.checkpoint)
         ndim = 1 + len(source.row_shape)
         if job.input_ndim is not None and source.row_shape != (0,) and ndim not in job.input_ndim:
             allowed = " or ".join(f"{n}-D" for n in job.input_ndim)
@@ -337,15 +354,19 @@ def _resume_point(options: RunOptions, fp: dict, saved: list) -> _Resume:
 
 def _from_complete(job, saved, options, world, source, plan, params, nodes_in_world, start) -> RunReport:
     """A kept, complete checkpoint: the results without recomputing anything."""
-    results, attrs = None, {}
+    results, attrs, failed = None, {}, None
     if world.rank == 0:
         results = dict(saved[0].results)
         attrs = _attrs(job, params, source, plan, world, nodes_in_world, 0, [(0, 0.0, 0.0, 0.0, 0.0)] * world.size,
                        elapsed=world.wtime() - start)
         attrs["shards_resumed"], attrs["shards_computed"] = plan.shards, 0
         if options.output:
-            write_result(options.output, results, attrs)
-    world.barrier()
+            try:
+                write_result(options.output, results, attrs)
+            except WriteFailed as exc:
+                failed = str(exc)
+    if world.agree(lambda: failed) is not None:      # the others wait for rank 0's write here
+        raise WriteFailed(failed or "", agreed=True)
     return RunReport(results=results, attrs=attrs, shards_here=0)
 
 

@@ -20,6 +20,7 @@ import pytest
 from hpcdist.checkpoint.store import previous_path, read
 
 from conftest import JOBS, ROOT, assert_same_bits, hpcdist, launch_env, mpiexec, read_h5, run_ok
+from faults import slow_write_env
 
 SLOW = str(ROOT / "tests" / "jobs" / "slow_sum.py")
 SHARDS = 120
@@ -122,7 +123,7 @@ def test_kill_9_a_rank_then_resume_on_2_and_3_ranks_gives_the_same_bits(moment, 
     rng = random.Random(1000 + moment)
     during_write = moment == 5
     ckpt = tmp_path / "run.ckpt.h5"
-    env = {"HPCDIST_FAULT_CHECKPOINT_WRITE_DELAY": "0.4"} if during_write else None
+    env = slow_write_env(0.4, ckpt) if during_write else None
     run = Launch(3, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "0.1",
                  "--output", str(tmp_path / "never.h5"), env=env)
     pids = run.pids()
@@ -169,7 +170,7 @@ def test_a_signal_to_a_non_zero_rank_checkpoints_all_ranks_and_exits_75(sig, tmp
 def test_a_second_signal_during_the_checkpoint_write_does_not_corrupt_it(tmp_path, reference):
     ckpt = tmp_path / "run.ckpt.h5"
     run = Launch(3, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "30",
-                 "--output", str(tmp_path / "o.h5"), env={"HPCDIST_FAULT_CHECKPOINT_WRITE_DELAY": "0.5"})
+                 "--output", str(tmp_path / "o.h5"), env=slow_write_env(0.5, ckpt))
     pids = run.ready()
     time.sleep(0.3)
     os.kill(pids[1], signal.SIGUSR1)

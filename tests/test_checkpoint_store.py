@@ -95,7 +95,7 @@ def test_a_failed_write_leaves_the_previous_generation(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("hpcdist.checkpoint.store._fsync", full_disk)
+    monkeypatch.setattr("hpcdist.atomic.fsync_path", full_disk)
     with pytest.raises(OSError):
         save(path, make(2))
     assert read(path).generation == 1

@@ -7,10 +7,20 @@ import os
 
 from hpcdist.errors import UserError
 from hpcdist.checkpoint.store import CorruptCheckpoint, previous_path, read
+from hpcdist.filekind import Kind, file_kind
+
+# Kinds that may be a checkpoint, damaged or not: described generation by generation.
+_MAYBE_CHECKPOINT = (Kind.MISSING, Kind.CHECKPOINT, Kind.DAMAGED_HDF5, Kind.EMPTY)
 
 
 def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
-    """Text (or JSON) describing each generation at ``path``; True if at least one is valid."""
+    """Text (or JSON) describing each generation at ``path``; True if at least one is valid.
+
+    A file that is clearly something else (a result, another HDF5 file, text) is a UserError.
+    """
+    kind = file_kind(path)
+    if kind not in _MAYBE_CHECKPOINT:
+        raise UserError(_not_a_checkpoint(path, kind))
     generations = []
     for candidate in (path, previous_path(path)):
         if not os.path.exists(candidate):
@@ -48,3 +58,12 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
         if g["allocation"]:
             lines.append("  allocation " + ", ".join(f"{k}={v}" for k, v in sorted(g["allocation"].items())))
     return "\n".join(lines), valid
+
+
+def _not_a_checkpoint(path: str, kind: Kind) -> str:
+    expected = "expected a checkpoint written by hpcdist run --checkpoint"
+    if kind is Kind.RESULT:
+        return f"{path}: an hpcdist result file, not a checkpoint; use hpcdist info {path}"
+    if kind is Kind.OTHER_HDF5:
+        return f"{path}: an HDF5 file but not an hpcdist checkpoint (no format attribute); {expected}"
+    return f"{path}: {kind.value}; {expected}"

@@ -20,23 +20,20 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import h5py
 import numpy as np
 
+from hpcdist import atomic
 from hpcdist.errors import UserError
-from hpcdist.output import fsync_path as _fsync
+from hpcdist.filekind import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_TRAILER as _TRAILER
+from hpcdist.h5image import hdf5_bytes
 from hpcdist.partials import Node, from_items, items
 
-FORMAT = "hpcdist-checkpoint"
 FORMAT_VERSION = 1
 _BARE = "_"   # dataset name of a partial that is a bare array
-
-# Fault injection for the tests: seconds to sleep between writing the temporary file and renaming it.
-_WRITE_DELAY_ENV = "HPCDIST_FAULT_CHECKPOINT_WRITE_DELAY"
 
 
 @dataclass
@@ -69,26 +66,15 @@ def previous_path(path: str) -> str:
 
 
 def save(path: str, ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` as the next generation at ``path``; the last good one survives any failure."""
+    """Write ``ckpt`` as the next generation at ``path``; the last good one survives any failure.
+
+    The file is built in memory (HDF5 never meets a full disk, see :mod:`hpcdist.h5image`), the
+    checksum trailer appended, and the bytes written atomically with the current file kept as
+    ``PATH.prev``. Raises OSError when the write fails.
+    """
     ckpt.written_utc = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, ckpt)
-        _append_trailer(tmp)
-        _fsync(tmp)
-        delay = float(os.environ.get(_WRITE_DELAY_ENV, "0") or 0)
-        if delay:
-            time.sleep(delay)
-        if os.path.exists(path):
-            os.replace(path, previous_path(path))
-        os.replace(tmp, path)
-        _fsync(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    image = hdf5_bytes(lambda f: _write(f, ckpt))
+    atomic.write_bytes(path, [image, _trailer(image)], previous=previous_path(path))
 
 
 def remove(path: str) -> None:
@@ -216,15 +202,11 @@ def _steering_attrs(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
-_TRAILER = b"HPCDIST-SHA256:"
 _TRAILER_LEN = len(_TRAILER) + 64 + 1
 
 
-def _append_trailer(path: str) -> None:
-    with open(path, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest().encode()
-    with open(path, "ab") as fh:
-        fh.write(_TRAILER + digest + b"\n")
+def _trailer(image: bytes) -> bytes:
+    return _TRAILER + hashlib.sha256(image).hexdigest().encode() + b"\n"
 
 
 def _check_trailer(path: str) -> None:
