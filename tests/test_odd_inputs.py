@@ -145,6 +145,26 @@ def never_written_chunks(d: Path) -> Case:
     return Case(f"{d / 'd.h5'}:/x", values, "<f8", "pread chunks", [d / "d.h5"])
 
 
+def nothing_written(chunks: tuple | None) -> Callable[[Path], Case]:
+    """A dataset created with a fill value and never written: no storage, h5py gives the fill."""
+    def build(d: Path) -> Case:
+        with h5py.File(d / "d.h5", "w") as f:
+            f.create_dataset("x", shape=(ROWS, COLS), dtype="<f4", chunks=chunks, fillvalue=-2.5)
+        return Case(f"{d / 'd.h5'}:/x", np.full((ROWS, COLS), -2.5, "<f4"), "<f4", "h5py", [d / "d.h5"])
+    return build
+
+
+def narrow_ints(d: Path) -> Case:
+    """A file type numpy has no twin for (24 significant bits in 4 bytes): h5py converts it."""
+    values = ints("<i4", -(2**20), 2**20)
+    ftype = h5py.h5t.STD_I32LE.copy()
+    ftype.set_precision(24)
+    with h5py.File(d / "d.h5", "w") as f:
+        h5py.h5d.create(f.id, b"x", ftype, h5py.h5s.create_simple(values.shape))
+        f["x"][...] = values
+    return Case(f"{d / 'd.h5'}:/x", values, "<i4", "h5py", [d / "d.h5"])
+
+
 def compact(d: Path) -> Case:
     data = floats()[:1000]                      # compact data must fit in 64 KiB
     with h5py.File(d / "d.h5", "w") as f:
@@ -180,6 +200,9 @@ LAYOUTS: dict[str, Callable[[Path], Case]] = {
     "chunked + shuffle": lambda d: plain_h5(d, floats(), "h5py", chunks=(100, COLS), shuffle=True),
     "chunks never written (fill value)": never_written_chunks,
     "compact": compact,
+    "int32 with 24 significant bits": narrow_ints,
+    "contiguous, never written (fill value)": nothing_written(None),
+    "chunked, no chunk written (fill value)": nothing_written((100, COLS)),
     "big-endian HDF5": lambda d: plain_h5(d, floats().astype(">f8")),
     "big-endian HDF5, chunked + gzip": lambda d: plain_h5(d, floats().astype(">f4"), "h5py",
                                                           chunks=(100, COLS), compression="gzip"),
@@ -198,7 +221,8 @@ LAYOUTS: dict[str, Callable[[Path], Case]] = {
 }
 # Layouts the CLI runs at 1 and 2 ranks (the rest are variations the unit tests read against h5py).
 CLI_LAYOUTS = [name for name in LAYOUTS if name not in (
-    "chunked", "chunks split rows", "external link to a group", "big-endian HDF5, chunked + gzip",
+    "chunked", "chunks split rows", "external link to a group", "contiguous, never written (fill value)",
+    "chunked, no chunk written (fill value)", "int32 with 24 significant bits", "big-endian HDF5, chunked + gzip",
     "big-endian float16 HDF5, chunked", "big-endian float16 .npy")]
 
 
@@ -367,6 +391,17 @@ def test_unconvertible_dtypes_are_one_line_and_exit_2(case, ranks, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"hpcdist: error: {spec}: dtype ") and message in lines[0], \
         proc.stderr
     assert not out.exists()
+
+
+def test_a_link_that_leads_nowhere_is_named(tmp_path):
+    path = h5(tmp_path / "d.h5")
+    with h5py.File(path, "a") as f:
+        f["ext"] = h5py.ExternalLink("gone.h5", "/x")
+        f["soft"] = h5py.SoftLink("/gone")
+    with pytest.raises(UserError, match=r"d.h5:/ext: external link to gone.h5:/x leads nowhere"):
+        open_source(f"{path}:/ext")
+    with pytest.raises(UserError, match=r"d.h5:/soft: soft link to /gone leads nowhere"):
+        open_source(f"{path}:/soft")
 
 
 # ---------------------------------------------------------------- chunks that fail to decode

@@ -55,7 +55,8 @@ class HDF5Source(Source):
         except (KeyError, OSError) as exc:   # a dangling external or soft link
             raise UserError(f"{self.spec}: cannot be opened ({str(exc).splitlines()[0]})") from None
         if obj is None:
-            raise UserError(f"{path}: no dataset {dataset!r}{_available(self._file)}")
+            raise UserError(_dangling(self._file, dataset, self.spec)
+                            or f"{path}: no dataset {dataset!r}{_available(self._file)}")
         if not isinstance(obj, h5py.Dataset):
             raise UserError(f"{self.spec} is a group, not a dataset{_available(obj)}")
         check_not_empty(obj.shape, self.spec)
@@ -128,6 +129,19 @@ class HDF5Source(Source):
             self._raw = None
         if self._file.id.valid:
             self._file.close()
+
+
+def _dangling(root: h5py.File, dataset: str, spec: str) -> str | None:
+    """The message for a link that leads nowhere, or None if ``dataset`` is no link."""
+    try:
+        link = root.get(dataset, getlink=True)
+    except (KeyError, OSError, ValueError):
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        return f"{spec}: external link to {link.filename}:{link.path} leads nowhere (no such file or dataset)"
+    if isinstance(link, h5py.SoftLink):
+        return f"{spec}: soft link to {link.path} leads nowhere"
+    return None
 
 
 def _available(group: h5py.Group) -> str:
