@@ -125,14 +125,19 @@ def recv_bytes(comm: MPI.Intracomm, source: int, tag: int, poll: Poll | None = N
 def world() -> World:
     """The world of this process (``MPI.COMM_WORLD``). Collective on the first call.
 
-    The first call also drops the name of MPICH's per-node segment, once every rank has passed
-    MPI_Init (see :mod:`hpcdist.mpi_shm`), so no ending of the run can leave it in /dev/shm.
+    The first call also drops the names of MPI's shared-memory files that nobody will open by name
+    again (see :mod:`hpcdist.mpi_shm`), so no ending of the run can leave them in /dev/shm: MPICH's
+    per-node segment once every rank has passed MPI_Init, and in a world of one rank all of them
+    (an Open MPI singleton leaves its 16 MB segment even after MPI_Finalize).
     """
     global _init_segment_released
     w = World(MPI.COMM_WORLD)
-    if not _init_segment_released and w.size > 1:
-        w.comm.Barrier()  # every rank has attached the segment: it is only ever opened in MPI_Init
-        mpi_shm.unlink_mapped(mpi_shm.AFTER_INIT)
+    if not _init_segment_released:
+        if w.size > 1:
+            w.comm.Barrier()  # every rank has attached the segment: it is only ever opened in MPI_Init
+            mpi_shm.unlink_mapped(mpi_shm.AFTER_INIT)
+        else:
+            mpi_shm.unlink_mapped(mpi_shm.ON_EXIT)  # no other process will ever attach them
     _init_segment_released = True
     return w
 

@@ -10,7 +10,9 @@ Such files hold RAM until reboot. Two kinds, two moments to unlink them:
   unlinked by MPICH right after they are attached.
 - Open MPI (btl/sm) gives each rank a segment ``sm_segment.<host>.<uid>.<job>.<rank>`` that peers
   attach by name at their first message: it must keep its name while the job runs, so a rank that
-  leaves without ``MPI_Finalize`` unlinks the ones it maps.
+  leaves without ``MPI_Finalize`` unlinks the ones it maps. A singleton (no launcher) leaves its
+  16 MB segment even after ``MPI_Finalize``; in a world of one rank nobody else attaches it, so it
+  goes at once.
 
 Only files this process has mapped are touched (read from ``/proc/self/maps``), never another
 job's. Where there is no /proc (not Linux) nothing happens.

@@ -33,22 +33,28 @@ def launch_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")                 # Open MPI 4: more ranks than cores
+    env.setdefault("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe")  # Open MPI 5 (PRRTE)
     env.pop("PYTEST_CURRENT_TEST", None)
     return env
 
 
-def hpcdist(*args: str, ranks: int | None = None, timeout: float = 120, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess:
-    """Run the ``hpcdist`` command, under ``mpiexec -n ranks`` when ranks is given."""
-    cmd = [sys.executable, "-m", "hpcdist", *args]
+def hpcdist(*args: str, ranks: int | None = None, timeout: float = 120, cwd: Path | None = None,
+            python: str | None = None) -> subprocess.CompletedProcess:
+    """Run the ``hpcdist`` command, under ``mpiexec -n ranks`` when ranks is given.
+
+    ``python``: another venv's interpreter (another MPI), launched with that venv's own mpiexec.
+    """
+    cmd = [python or sys.executable, "-m", "hpcdist", *args]
     if ranks is not None:
-        cmd = [mpiexec(), "-n", str(ranks), *cmd]
+        launcher = str(Path(python).with_name("mpiexec")) if python else mpiexec()
+        cmd = [launcher, "-n", str(ranks), *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=launch_env(), cwd=cwd)
 
 
-def run_ok(*args: str, ranks: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = hpcdist(*args, ranks=ranks, timeout=timeout)
+def run_ok(*args: str, ranks: int | None = None, timeout: float = 120, python: str | None = None
+           ) -> subprocess.CompletedProcess:
+    proc = hpcdist(*args, ranks=ranks, timeout=timeout, python=python)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
 
@@ -60,14 +66,17 @@ class MPIRun:
     run's files, whatever else runs on the machine.
     """
 
-    def __init__(self, ranks: int, *args: str, python: str = sys.executable, private_shm: bool = False,
+    def __init__(self, ranks: int | None, *args: str, python: str = sys.executable, private_shm: bool = False,
                  env: dict[str, str] | None = None, module: str | None = "hpcdist") -> None:
         import uuid
         self.marker = uuid.uuid4().hex
-        self.ranks = ranks
+        self.ranks = ranks or 1
         self.left: list[str] | None = None
+        self.shm_used_midway = 0   # bytes in use in the private /dev/shm mid-run, where a test measures it
         launcher = str(Path(python).with_name("mpiexec")) if python != sys.executable else mpiexec()
-        cmd = [launcher, "-n", str(ranks), python, *(["-m", module] if module else []), *args]
+        cmd = [python, *(["-m", module] if module else []), *args]
+        if ranks is not None:   # None: plain python, a singleton
+            cmd = [launcher, "-n", str(ranks), *cmd]
         if private_shm:
             import tempfile
             self._listing = Path(tempfile.mkstemp(prefix="hpcdist-shm-")[1])
