@@ -19,7 +19,7 @@ import hpcdist
 from hpcdist import checkpoint as ckpt
 from hpcdist.comm import World, mpi_library
 from hpcdist.context import ShardContext
-from hpcdist.errors import UserError, WriteFailed
+from hpcdist.errors import JobError, UserError, WriteFailed
 from hpcdist.job import Job
 from hpcdist.output import check_output_path, write_result
 from hpcdist.params import params_json, resolve_params
@@ -400,7 +400,8 @@ def _sampler(source: Source):
 
 def _check_results(job: Job, results: object) -> dict[str, np.ndarray]:
     if not isinstance(results, Mapping):
-        raise TypeError(f"{job.name}.finalize must return a dict of arrays, got {type(results).__name__}")
+        raise JobError(f"{display_path(job.path)}: finalize must return a dict of arrays, "
+                       f"got {type(results).__name__}")
     return {str(k): np.asarray(v) for k, v in results.items()}
 
 

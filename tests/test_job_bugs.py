@@ -126,6 +126,22 @@ def test_topk_declares_its_variable_length_partials_and_still_runs_at_3_ranks():
     assert "values" in proc.stdout
 
 
+@pytest.mark.parametrize("ranks", [None, 2])
+@pytest.mark.parametrize("bug,message", [
+    ("def map(s, c): return [float(s.sum())]\ndef finalize(p, c): return {'sum': p}\n",
+     "map: partials must be numpy arrays or dicts of arrays, got list"),
+    ("def map(s, c): return np.asarray(s.sum())\ndef finalize(p, c): return [p]\n",
+     "finalize must return a dict of arrays, got list"),
+])
+def test_a_function_returning_the_wrong_kind_of_value_is_one_line(bug, message, ranks, tmp_path):
+    job = tmp_path / "wrong_kind.py"
+    job.write_text("import numpy as np\n\ndef default_input(p):\n    return 'synthetic:rows=100,cols=1'\n\n"
+                   "def combine(a, b):\n    return a + b\n\n" + bug)
+    started = time.monotonic()
+    proc = hpcdist("run", str(job), ranks=ranks, timeout=60)
+    _assert_one_job_error(proc, started, r"hpcdist: (rank \d: )?error: \S*wrong_kind\.py: " + re.escape(message))
+
+
 # ---- params that size an allocation -------------------------------------------------------------
 
 SIZING = {
