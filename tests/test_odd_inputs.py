@@ -404,6 +404,22 @@ def test_a_link_that_leads_nowhere_is_named(tmp_path):
         open_source(f"{path}:/soft")
 
 
+@pytest.mark.parametrize("name,message", [("d.h5", "cannot open HDF5 file (Unable to synchronously open file "
+                                                     "(truncated file"),
+                                          ("d.npy", "not a readable .npy file")])
+def test_a_truncated_file_is_refused_in_one_line(name, message, tmp_path):
+    path = tmp_path / name
+    if name.endswith(".h5"):
+        h5(path)
+    else:
+        np.save(path, floats())
+    os.truncate(path, path.stat().st_size - 4000)
+    spec = f"{path}:/x" if name.endswith(".h5") else str(path)
+    with pytest.raises(UserError) as err:
+        open_source(spec)
+    assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- chunks that fail to decode
 
 def corrupted(d: Path, filters: dict) -> Path:
