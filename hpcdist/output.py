@@ -13,14 +13,10 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from hpcdist import atomic
+from hpcdist import atomic, h5values
 from hpcdist.errors import UserError, WriteFailed
 from hpcdist.filekind import Kind, file_kind
 from hpcdist.h5image import hdf5_bytes
-
-# A string result is stored as HDF5 variable-length UTF-8; this attribute keeps its numpy dtype
-# (``<U5``, ``|S3``) so that reading it back gives the very array the job returned.
-STRING_DTYPE_ATTR = "numpy_dtype"
 
 
 def check_output_path(path: str, what: str = "output") -> None:
@@ -45,13 +41,11 @@ def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]
     Raises TypeError for a result HDF5 cannot hold (a job bug) and WriteFailed when the file
     cannot be written; either way nothing appears at ``path``.
     """
-    values = {name: _storable(name, value) for name, value in results.items()}
+    values = {name: h5values.storable(name, value) for name, value in results.items()}
 
     def build(f: h5py.File) -> None:
         for name, (data, numpy_dtype) in values.items():
-            ds = f.create_dataset(name, data=data)
-            if numpy_dtype is not None:
-                ds.attrs[STRING_DTYPE_ATTR] = numpy_dtype
+            h5values.mark(f.create_dataset(name, data=data), numpy_dtype)
         for key, value in attrs.items():
             f.attrs[key] = _attr(value)
 
@@ -68,7 +62,7 @@ def read_result(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if kind is not Kind.RESULT:
         raise UserError(_not_a_result(path, kind))
     with h5py.File(path, "r") as f:
-        data = {name: _read_dataset(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
+        data = {name: h5values.restore(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
         attrs = {k: _unattr(v) for k, v in f.attrs.items()}
     return data, attrs
 
@@ -82,36 +76,6 @@ def _not_a_result(path: str, kind: Kind) -> str:
     if kind is Kind.OTHER_HDF5:
         return f"{path}: an HDF5 file but not an hpcdist result (no job and hpcdist_version attributes); {expected}"
     return f"{path}: {kind.value}; {expected}"
-
-
-def _storable(name: str, value: Any) -> tuple[np.ndarray, str | None]:
-    """The array h5py writes for one result, and the numpy dtype to restore for strings."""
-    arr = np.asarray(value)
-    if arr.dtype.kind in "US":
-        try:
-            text = arr if arr.dtype.kind == "U" else np.char.decode(arr, "utf-8")
-        except UnicodeDecodeError:
-            raise TypeError(f"result {name!r}: bytes that are not UTF-8 text cannot be stored; "
-                            f"return str or numbers") from None
-        strings = text.astype(object)
-        if any("\0" in s for s in strings.reshape(-1)):
-            raise TypeError(f"result {name!r}: a string with a NUL character cannot be stored in HDF5")
-        return np.asarray(strings, dtype=h5py.string_dtype("utf-8")), arr.dtype.str
-    if arr.dtype.kind not in "biufcV":
-        raise TypeError(f"result {name!r} has numpy dtype {arr.dtype} ({type(value).__name__}), which HDF5 "
-                        f"cannot store; return numbers or strings")
-    return arr, None
-
-
-def _read_dataset(ds: h5py.Dataset) -> np.ndarray:
-    numpy_dtype = ds.attrs.get(STRING_DTYPE_ATTR)
-    if numpy_dtype is None:
-        return ds[()]
-    numpy_dtype = np.dtype(_unattr(numpy_dtype))
-    text = np.asarray(ds.asstr()[()], dtype=object)
-    if numpy_dtype.kind == "S":
-        return np.char.encode(text.astype(str), "utf-8").astype(numpy_dtype)
-    return text.astype(numpy_dtype)
 
 
 def _attr(value: Any) -> Any:

@@ -31,15 +31,15 @@ def refuse_overlaps(spec: str, inputs: Sequence[str], output: str | None, checkp
     """Raise UserError if ``--output`` or ``--checkpoint`` (or a file either writes) is an input
     file, or if the output is the checkpoint. ``inputs`` are every file the input ``spec`` reads."""
     typed = _typed_path(spec)
-    reads = [(path, _input_label(path, typed, spec)) for path in inputs]
+    reads = [(path, _input_label(path, typed, spec), _as_typed(path, typed)) for path in inputs]
     targets = [("--output", "output", output, _names(output, with_previous=False)),
                ("--checkpoint", "checkpoint", checkpoint, _names(checkpoint, with_previous=True))]
     for flag, noun, given, names in targets:
         if given is None:
             continue
         for name in names:
-            for path, label in reads:
-                reason = _same(name, path, typed)
+            for path, label, as_typed in reads:
+                reason = _same(name, path, as_typed)
                 if reason:
                     raise UserError(f"{flag} {given}{_via(name)} is {label} ({reason}); "
                                     f"choose another {noun} path")
@@ -117,7 +117,12 @@ def _typed_path(spec: str) -> str | None:
     return path if sep else spec
 
 
+def _as_typed(path: str, typed: str | None) -> str | None:
+    """The name the user typed for the input file ``path``, if it is the one named in --input."""
+    return typed if typed is not None and os.path.realpath(typed) == os.path.realpath(path) else None
+
+
 def _input_label(path: str, typed: str | None, spec: str) -> str:
-    if typed is not None and os.path.realpath(typed) == os.path.realpath(path):
+    if _as_typed(path, typed) is not None:
         return f"the input file {typed}"
     return f"{path}, a file the input {spec} reads"

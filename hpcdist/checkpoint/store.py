@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
-from hpcdist import atomic
+from hpcdist import atomic, h5values
 from hpcdist.errors import UserError
 from hpcdist.filekind import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_TRAILER as _TRAILER
 from hpcdist.h5image import hdf5_bytes
@@ -144,7 +144,7 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
     if ckpt.state is not None:
         _write_arrays(f.create_group("state"), ckpt.state.items())
     if ckpt.results is not None:
-        _write_arrays(f.create_group("results"), ckpt.results.items())
+        _write_arrays(f.create_group("results", track_order=True), ckpt.results.items())   # the job's order
     ranks = f.create_group("ranks")
     ranks.create_dataset("shards_done", data=np.asarray(ckpt.rank_shards, dtype=np.int64))
     ranks.create_dataset("busy_s", data=np.asarray(ckpt.rank_busy_s, dtype=np.float64))
@@ -176,18 +176,20 @@ def _read(f: h5py.File) -> Checkpoint:
 
 def _write_arrays(group: h5py.Group, pairs: Iterable[tuple[str, np.ndarray]]) -> None:
     for name, arr in pairs:
-        arr = np.asarray(arr)
-        flat = arr.reshape(-1)
-        ds = group.create_dataset(name or _BARE, data=flat, fletcher32=flat.size > 0,
-                                  chunks=(flat.size,) if flat.size > 0 else None)
-        ds.attrs["shape"] = np.asarray(arr.shape, dtype=np.int64)
+        data, numpy_dtype = h5values.storable(name, arr)      # kept results may be strings
+        flat = data.reshape(-1)
+        checksum = flat.size > 0 and not h5values.is_string(flat)   # HDF5 filters refuse strings
+        ds = group.create_dataset(name or _BARE, data=flat, fletcher32=checksum,
+                                  chunks=(flat.size,) if checksum else None)
+        h5values.mark(ds, numpy_dtype)
+        ds.attrs["shape"] = np.asarray(data.shape, dtype=np.int64)
         ds.attrs["bare"] = not name
 
 
 def _read_arrays(group: h5py.Group) -> list[tuple[str, np.ndarray]]:
     pairs = []
     for name, ds in group.items():
-        arr = ds[()].reshape(tuple(int(s) for s in ds.attrs["shape"]))
+        arr = h5values.restore(ds, tuple(int(s) for s in ds.attrs["shape"]))
         pairs.append(("" if bool(ds.attrs["bare"]) else name, arr))
     return pairs
 
