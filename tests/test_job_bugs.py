@@ -142,6 +142,20 @@ def test_a_function_returning_the_wrong_kind_of_value_is_one_line(bug, message, 
     _assert_one_job_error(proc, started, r"hpcdist: (rank \d: )?error: \S*wrong_kind\.py: " + re.escape(message))
 
 
+def test_layout_differences_read_as_words():
+    from hpcdist.partials import difference, layout
+
+    scalar, pair = np.float64(1.0), np.zeros(2)
+    assert difference(layout(np.asarray(scalar)), layout(pair)) == \
+        "the array has shape () (float64), expected (2,) (float64)"
+    assert difference(layout(pair), layout({"sum": pair, "n": np.asarray(1)})) == \
+        "got an array of shape (2,) (float64), expected a dict of 'n', 'sum'"
+    kept = layout({"values": np.zeros(3), "k": np.asarray(5)}, varying=("values",))
+    assert kept == layout({"values": np.zeros(7), "k": np.asarray(5)}, varying=("values",))
+    assert difference(layout({"values": np.zeros((3, 2))}, ("values",)), layout({"values": np.zeros(3)}, ("values",))) \
+        == "'values' has shape (*, 2) (float64), expected (*,) (float64)"
+
+
 # ---- params that size an allocation -------------------------------------------------------------
 
 SIZING = {
