@@ -45,7 +45,7 @@ def refuse_overlaps(spec: str, inputs: Sequence[str], output: str | None, checkp
                                     f"choose another {noun} path")
     if output is not None and checkpoint is not None:
         for name in _names(checkpoint, with_previous=True):
-            reason = _same(name, output, None)
+            reason = _same(name, output, output)
             if reason:
                 what = f"the checkpoint file {checkpoint}" if not name.role else \
                     f"the checkpoint's {name.role.removeprefix('its ')} {name.path}"
@@ -79,16 +79,15 @@ def _names(path: str | None, with_previous: bool) -> list[_Name]:
 
 
 def _same(name: _Name, other: str, typed_other: str | None) -> str | None:
-    """Why ``name`` (a path hpcdist would write) is the file ``other``, or None if it is not."""
+    """Why ``name`` (a path hpcdist would write) is the file ``other`` (typed ``typed_other``), or None."""
     real = os.path.realpath(other)
     if name.temp_prefix:
         directory, prefix = atomic.temp_prefix(name.path)
         if os.path.dirname(real) == os.path.realpath(directory) and os.path.basename(real).startswith(prefix):
             return "a temporary name hpcdist writes under"
         return None
-    mine = os.path.realpath(name.path)
-    if mine == real:
-        plain = os.path.abspath(name.path) == mine and (typed_other is None or os.path.abspath(typed_other) == real)
+    if os.path.realpath(name.path) == real:
+        plain = os.path.abspath(name.path) == os.path.abspath(typed_other or other)
         return "same file" if plain else "the same file through a symbolic link"
     try:
         a, b = os.stat(name.path), os.stat(other)
