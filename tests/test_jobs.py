@@ -10,7 +10,7 @@ from hpcdist.comm import world
 from hpcdist.job import load_job
 from hpcdist.runtime import RunOptions, run
 
-from conftest import JOBS
+from conftest import JOBS, hpcdist
 
 
 def run_job(name, input=None, shard_rows=None, **params):
@@ -68,6 +68,43 @@ def test_stats_variance_survives_a_large_offset(tmp_path):
     np.save(path, data)
     res = run_job("stats", str(path), shard_rows=7_000)
     assert res["var"] == pytest.approx(np.var(data - 1e9), rel=1e-6)
+
+
+def test_stats_on_float32_data_gives_the_statistics_of_its_exact_float64_values(tmp_path):
+    """float32 values are widened exactly: the same bits as the float64 copy, numpy's histogram."""
+    rng = np.random.default_rng(9)
+    data = rng.normal(2.0, 3.0, (20_000, 3)).astype(np.float32)
+    data[rng.random(data.shape) < 0.01] = np.nan
+    np.save(tmp_path / "f32.npy", data)
+    np.save(tmp_path / "f64.npy", data.astype(np.float64))
+    res = run_job("stats", str(tmp_path / "f32.npy"), shard_rows=3000, bins=20)
+    wide = run_job("stats", str(tmp_path / "f64.npy"), shard_rows=3000, bins=20)
+    for key in wide:
+        assert res[key].dtype == wide[key].dtype and res[key].tobytes() == wide[key].tobytes(), key
+    for j in range(data.shape[1]):
+        col = data[:, j][~np.isnan(data[:, j])].astype(np.float64)
+        hist, edges = np.histogram(col, 20)
+        assert np.array_equal(res["hist"][j], hist) and np.array_equal(res["hist_edges"][j], edges)
+        assert res["min"][j] == col.min() and res["max"][j] == col.max()
+        assert res["mean"][j] == pytest.approx(col.mean(), rel=1e-13)
+        assert res["var"][j] == pytest.approx(col.var(), rel=1e-12)
+
+
+@pytest.mark.parametrize("cols,most", [(4, 4_194_304), (1, 16_777_216)])
+def test_stats_refuses_bins_that_would_not_fit_in_memory_before_any_work(tmp_path, cols, most):
+    """--param bins=1e12 would allocate cols * bins * 8 bytes per partial: one line, exit 2."""
+    args = []
+    if cols == 1:
+        np.save(tmp_path / "ones.npy", np.ones(10))
+        args = ["--input", str(tmp_path / "ones.npy")]
+    out = tmp_path / "out.h5"
+    proc = hpcdist("run", str(JOBS / "stats.py"), *args, "--param", "bins=1e12", "--output", str(out),
+                   timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"hpcdist: error: param bins must be <= {most} for {cols} column(s) (histograms of at most 128 MiB: "
+        f"cols * bins * 8 bytes), got 1000000000000"]
+    assert proc.stdout == "" and not out.exists()
 
 
 def _pi_hits_numpy(seed, n):
