@@ -209,6 +209,35 @@ def test_run_sbatch_on_2_tasks_equals_mpiexec_bit_for_bit(slurm, small_h5, tmp_p
     assert f"run.sbatch: job {job_id}: 2 task(s) on " in log and "on 2 rank(s)" in log
 
 
+# ---- a rendered script, submitted from another directory ----------------------------------------------
+
+def test_a_script_rendered_in_one_directory_runs_when_submitted_from_another(slurm, small_h5, tmp_path):
+    """Every path in it was typed relative to where it was rendered; sbatch runs elsewhere."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "jobs").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / "jobs" / "stats.py").write_text(Path(STATS).read_text())
+    (project / "data").mkdir()
+    (project / "data" / "small.h5").write_bytes(small_h5.read_bytes())
+    proc = subprocess.run([HPCDIST, "slurm", "render", "jobs/stats.py", "--ntasks-per-node", "2",
+                           "--time", "00:05:00", "--input", "data/small.h5:/grp/x", "--output", "out.h5",
+                           "--shard-rows", "700"],
+                          capture_output=True, text=True, timeout=60, env=slurm.env, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    script = project / "run.sbatch"
+    script.write_text(proc.stdout)
+    submitted = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
+                               timeout=60, env=slurm.env, cwd=elsewhere)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
+    (info,) = slurm.wait(job_id)
+    log = log_of(elsewhere / f"hpcdist-stats-{job_id}.out")    # the log goes where sbatch ran
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
+    assert_same_bits(reference(Path(STATS), "--input", f"{small_h5}:/grp/x", "--shard-rows", "700", tmp=tmp_path),
+                     read_h5(project / "out.h5"))
+    assert attrs_of(project / "out.h5")["ranks"] == 2 and not (elsewhere / "out.h5").exists()
+
+
 # ---- (3) array-sweep.sbatch --------------------------------------------------------------------------
 
 def test_array_sweep_over_3_inputs_gives_3_correct_outputs(slurm, tmp_path):

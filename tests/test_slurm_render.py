@@ -8,17 +8,25 @@ checked the same way, so the templates and the scripts users copy never drift ap
 
 import os
 import shlex
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from hpcdist.cli import main
 from hpcdist.slurm import env as slurm_env
+from hpcdist.slurm import render as render_module
 
-from conftest import ROOT
+from conftest import JOBS, ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "slurm"
 UPDATE = os.environ.get("HPCDIST_UPDATE_GOLDEN") == "1"
+# Rendered scripts hold absolute paths. Golden files and the shipped scripts are rendered in the
+# checkout with hpcdist at .venv/bin/hpcdist, and show the checkout as this placeholder, so they
+# are the same on every machine (and in a shipped script, plainly a path to edit).
+CHECKOUT = "/path/to/hpcdist"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,12 +51,21 @@ CASES = {
 SHIPPED = ["run.sbatch", "requeue.sbatch", "array-sweep.sbatch"]
 
 
-def render(args, capsys, monkeypatch):
+def in_checkout(monkeypatch):
+    """Render as if in the checkout, with hpcdist installed in its .venv (whatever this machine has)."""
     monkeypatch.chdir(ROOT)
+    real = render_module.installed_hpcdist
+    monkeypatch.setattr(render_module, "installed_hpcdist",
+                        lambda command, cwd: str(ROOT / ".venv" / "bin" / "hpcdist") if command == "hpcdist"
+                        else real(command, cwd))
+
+
+def render(args, capsys, monkeypatch):
+    in_checkout(monkeypatch)
     code = main(["slurm", "render", *args])
     out, err = capsys.readouterr()
     assert code == 0, err
-    return out
+    return out.replace(str(ROOT), CHECKOUT)
 
 
 def check_golden(path, text):
@@ -102,6 +119,62 @@ def test_values_are_shell_quoted_and_sbatch_lines_come_first(capsys, monkeypatch
     assert "</scratch/big data.h5:/particles/energy>" in proc.stdout, proc.stdout + proc.stderr
 
 
+# ---- a script runs the same from any directory -----------------------------------------------------
+
+def srun_words(script: str, cwd: Path) -> list[str]:
+    """What the script would hand to srun, running it with bash (no Slurm) from ``cwd``."""
+    fake = script.replace('srun --mpi="$HPCDIST_MPI" ', "printf '%s\\n' ").replace('command -v "$HPCDIST"', "true")
+    proc = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=10, cwd=cwd,
+                          env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_paths_in_a_rendered_script_are_absolute_so_sbatch_can_run_anywhere(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "project"
+    (work / "jobs").mkdir(parents=True)
+    shutil.copy(JOBS / "stats.py", work / "jobs" / "stats.py")
+    monkeypatch.chdir(work)
+    assert main(["slurm", "render", "jobs/stats.py", "--time", "00:10:00", "--input", "data/x.h5:/grp/x",
+                 "--output", "out/r.h5", "--checkpoint", "../c.ckpt.h5", "--template", "requeue"]) == 0
+    script = capsys.readouterr().out
+    words = srun_words(script, cwd=Path("/"))            # submitted from elsewhere
+    hpcdist_cmd, run, job = words[:3]
+    assert run == "run" and job == f"{work}/jobs/stats.py"
+    assert words[3:] == ["--input", f"{work}/data/x.h5:/grp/x", "--output", f"{work}/out/r.h5",
+                         "--checkpoint", f"{tmp_path}/c.ckpt.h5"]
+    assert os.path.isabs(hpcdist_cmd) and os.access(hpcdist_cmd, os.X_OK)   # this venv's hpcdist
+    assert hpcdist_cmd == str(Path(sys.executable).with_name("hpcdist"))
+    assert "# Made by: hpcdist slurm render jobs/stats.py" in script    # the command as typed
+
+
+@pytest.mark.parametrize("given,placed", [
+    ("synthetic:rows=1000,cols=2", "synthetic:rows=1000,cols=2"),     # generated data: no file
+    ("range:50", "range:50"),
+    ("x.npy", "{work}/x.npy"),
+    ("/abs/y.h5:/a/b", "/abs/y.h5:/a/b"),
+])
+def test_only_the_file_part_of_an_input_is_made_absolute(given, placed, tmp_path, capsys, monkeypatch):
+    shutil.copy(JOBS / "stats.py", tmp_path / "stats.py")
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "render", "stats.py", "--time", "00:10:00", "--input", given,
+                 "--hpcdist", "/opt/hpcdist"]) == 0
+    words = srun_words(capsys.readouterr().out, cwd=Path("/"))
+    assert words[:3] == ["/opt/hpcdist", "run", f"{tmp_path}/stats.py"]
+    assert words[3:] == ["--input", placed.format(work=tmp_path)]
+
+
+def test_an_array_script_names_its_sweep_file_absolutely(tmp_path, capsys, monkeypatch):
+    shutil.copy(JOBS / "stats.py", tmp_path / "stats.py")
+    (tmp_path / "sweep.txt").write_text("--param bins=8\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["slurm", "render", "stats.py", "--time", "00:10:00", "--template", "array",
+                 "--sweep", "sweep.txt", "--output", "o-%a.h5"]) == 0
+    script = capsys.readouterr().out
+    assert f"HPCDIST_SWEEP=${{HPCDIST_SWEEP:-{tmp_path}/sweep.txt}}" in script
+    assert f"HPCDIST_OUTPUT=${{HPCDIST_OUTPUT-{tmp_path}/o-%a.h5}}" in script
+
+
 # ---- bad input: one line, exit 2 -------------------------------------------------------------------
 
 BAD = {
@@ -132,6 +205,8 @@ BAD = {
     "sweep for a run": (["jobs/stats.py", "--time", "00:10:00", "--sweep", "tests/golden/slurm/sweep.txt"],
                         "--sweep is for --template array only"),
     "param without =": (["jobs/stats.py", "--time", "00:10:00", "--param", "bins"], "--param expects NAME=VALUE"),
+    "malformed input": (["jobs/stats.py", "--time", "00:10:00", "--input", "data.h5"],
+                        "--input data.h5: expected FILE.h5:/path/to/dataset, FILE.npy, synthetic:"),
     "param with a space": (["jobs/stats.py", "--time", "00:10:00", "--param", "name=a b"],
                            "values in a batch script cannot hold spaces"),
     "bad job name": (["jobs/stats.py", "--time", "00:10:00", "--job-name", "my job"], "--job-name may hold"),
@@ -164,11 +239,11 @@ def test_blank_line_in_sweep_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_submit_dry_run_prints_the_script_and_submits_nothing(capsys, monkeypatch):
-    monkeypatch.chdir(ROOT)
+    in_checkout(monkeypatch)
     monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: a dry run must not need one
     assert main(["slurm", "submit", *CASES["requeue"], "--dry-run"]) == 0
     out, err = capsys.readouterr()
-    assert out == (GOLDEN / "requeue.sbatch").read_text()
+    assert out.replace(str(ROOT), CHECKOUT) == (GOLDEN / "requeue.sbatch").read_text()
     assert "dry run, not submitted: sbatch --parsable" in err
 
 

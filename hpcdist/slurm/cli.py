@@ -59,7 +59,7 @@ def add_slurm_parser(sub: Any) -> None:
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("job", help="job file, e.g. jobs/stats.py (relative to where sbatch runs)")
+    p.add_argument("job", help="job file, e.g. jobs/stats.py (the script holds its absolute path)")
     p.add_argument("--template", default="run", choices=list(TEMPLATES),
                    help="run: one run; requeue: checkpoint before the time limit and requeue; array: a sweep")
     p.add_argument("--time", required=True, metavar="HH:MM:SS", help="time limit ([D-]HH:MM:SS)")
@@ -85,7 +85,8 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", metavar="FILE", help="array: one line of hpcdist run options per task")
     p.add_argument("--log", metavar="PATH", help="the job's log (sbatch --output; default %%x-%%j.out)")
     p.add_argument("--hpcdist", default="hpcdist", metavar="CMD",
-                   help="the hpcdist command on the compute nodes (default: hpcdist, from the job's PATH)")
+                   help="the hpcdist command on the compute nodes (default: the hpcdist of this Python's "
+                        "venv, else the one on PATH; written as an absolute path)")
 
 
 def _whole(text: str) -> int:

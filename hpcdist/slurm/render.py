@@ -6,7 +6,9 @@ import math
 import os
 import re
 import shlex
-from dataclasses import dataclass, field, fields
+import shutil
+import sys
+from dataclasses import dataclass, field, fields, replace
 
 from hpcdist.errors import UserError
 from hpcdist.slurm.templates import TEMPLATES
@@ -135,6 +137,49 @@ class Spec:
         return " ".join(shlex.quote(w) for w in words)
 
 
+    def placed(self, cwd: str | None = None) -> "Spec":
+        """This spec with every path absolute (relative ones taken from ``cwd``), so the script runs
+        the same from whatever directory it is submitted: the job file, the file part of an input
+        (not ``synthetic:``/``range:``), output, checkpoint, sweep file and hpcdist itself. The log
+        (``#SBATCH --output``) stays relative: Slurm puts it where sbatch runs, as users expect.
+        """
+        base = cwd or os.getcwd()
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else os.path.normpath(os.path.join(base, path))
+
+        return replace(self, job=absolute(self.job), input=_absolute_input(self.input, absolute),
+                       output=absolute(self.output), checkpoint=absolute(self.checkpoint),
+                       sweep=absolute(self.sweep), hpcdist=installed_hpcdist(self.hpcdist, base))
+
+
+def installed_hpcdist(command: str, cwd: str) -> str:
+    """The hpcdist command as an absolute path: a path is made absolute; the default ``hpcdist`` is
+    the one beside this Python (the hpcdist that is rendering), else the one on PATH; a name found
+    nowhere stays as it is (the script says so on the node)."""
+    if os.sep in command:
+        return os.path.normpath(os.path.join(cwd, command))
+    if command == "hpcdist":
+        beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "hpcdist")
+        if os.path.isfile(beside) and os.access(beside, os.X_OK):
+            return beside
+    found = shutil.which(command)
+    return os.path.abspath(found) if found else command
+
+
+def _absolute_input(spec: str | None, absolute) -> str | None:
+    """``data.h5:/x`` -> ``/abs/data.h5:/x``; ``x.npy`` -> ``/abs/x.npy``; generated data as is."""
+    if spec is None or spec.startswith(("synthetic:", "range:")):
+        return spec
+    if spec.endswith(".npy"):
+        return absolute(spec)
+    path, sep, dataset = spec.rpartition(":")
+    if not sep or not path or not dataset.startswith("/"):
+        raise UserError(f"--input {spec}: expected FILE.h5:/path/to/dataset, FILE.npy, "
+                        f"synthetic:rows=N,... or range:N")
+    return f"{absolute(path)}:{dataset}"
+
+
 def time_seconds(text: str) -> int:
     """``[D-]HH:MM:SS`` -> seconds, refusing anything Slurm would read differently."""
     m = _TIME.match(text or "")
@@ -163,27 +208,30 @@ def sweep_lines(path: str) -> list[str]:
     return lines
 
 
-def render(spec: Spec, *, check_files: bool = True) -> str:
+def render(spec: Spec, *, check_files: bool = True, cwd: str | None = None) -> str:
+    """The batch script. Paths in it are absolute (relative ones from ``cwd``, default the current
+    directory), so it can be submitted from anywhere; the ``# Made by:`` line keeps them as typed."""
     spec.check(check_files=check_files)
     tasks = len(sweep_lines(spec.sweep)) if spec.template == "array" and check_files else None
     script = SCRIPT_NAMES[spec.template]
+    at = spec.placed(cwd)
     values = {
         "title": _title(spec),
         "command": spec.command(),
         "usage": _usage(spec, script),
         "sbatch": "\n".join(_sbatch_lines(spec, tasks)),
         "script": script,
-        "hpcdist": _q(spec.hpcdist),
-        "job": _q(spec.job),
-        "input": _q(spec.input or ""),
-        "output": _q(spec.output or ""),
-        "checkpoint": _q(spec.checkpoint or ""),
+        "hpcdist": _q(at.hpcdist),
+        "job": _q(at.job),
+        "input": _q(at.input or ""),
+        "output": _q(at.output or ""),
+        "checkpoint": _q(at.checkpoint or ""),
         "checkpoint_note": ("resumed from when it exists: keep it where every node sees it"
                             if spec.template == "requeue" else "resumed from when it exists; empty: none"),
         "args": _q(" ".join(spec.run_args())),
         "mpi": spec.mpi,
         "max_requeues": str(spec.max_requeues),
-        "sweep": _q(spec.sweep or ""),
+        "sweep": _q(at.sweep or ""),
     }
     return fill(TEMPLATES[spec.template], values)
 

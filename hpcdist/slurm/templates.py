@@ -26,8 +26,8 @@ set -uo pipefail
 # The variables every template starts with (array: HPCDIST_INPUT/OUTPUT are per task, see there).
 VARIABLES = """\
 # ---- what to run: edit here, or set these variables in the environment you submit from ---------
-HPCDIST=${HPCDIST:-{{hpcdist}}}   # the hpcdist command (a venv's bin/hpcdist); jobs inherit the submitting PATH
-HPCDIST_JOB=${HPCDIST_JOB:-{{job}}}   # relative paths are relative to the directory sbatch ran in
+HPCDIST=${HPCDIST:-{{hpcdist}}}   # the hpcdist command: a venv's bin/hpcdist that every node sees
+HPCDIST_JOB=${HPCDIST_JOB:-{{job}}}   # paths are absolute, so sbatch may run anywhere
 HPCDIST_INPUT=${HPCDIST_INPUT-{{input}}}   # empty: the job's own default input
 HPCDIST_OUTPUT=${HPCDIST_OUTPUT-{{output}}}   # empty: the results are printed to the log
 HPCDIST_CHECKPOINT=${HPCDIST_CHECKPOINT-{{checkpoint}}}   # {{checkpoint_note}}
@@ -150,11 +150,12 @@ exit "$code"
 
 ARRAY = HEADER + """
 # ---- what to run: edit here, or set these variables in the environment you submit from ---------
-HPCDIST=${HPCDIST:-{{hpcdist}}}   # the hpcdist command (a venv's bin/hpcdist); jobs inherit the submitting PATH
-HPCDIST_JOB=${HPCDIST_JOB:-{{job}}}   # relative paths are relative to the directory sbatch ran in
+HPCDIST=${HPCDIST:-{{hpcdist}}}   # the hpcdist command: a venv's bin/hpcdist that every node sees
+HPCDIST_JOB=${HPCDIST_JOB:-{{job}}}   # paths are absolute, so sbatch may run anywhere
 # One line per array task (line 1 is task 0): the `hpcdist run` options of that task, e.g.
-#   --input run1.h5:/x
-#   --input run2.h5:/x --param bins=128
+#   --input /data/run1.h5:/x
+#   --input /data/run2.h5:/x --param bins=128
+# (relative paths in these lines are taken from the directory sbatch runs in)
 # Keep --array above in step with the number of lines.
 HPCDIST_SWEEP=${HPCDIST_SWEEP:-{{sweep}}}
 HPCDIST_INPUT=${HPCDIST_INPUT-{{input}}}   # for every task, unless its line gives --input
