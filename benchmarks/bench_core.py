@@ -26,6 +26,7 @@ import os
 import shutil
 import statistics
 import sys
+from types import SimpleNamespace
 import tempfile
 import time
 from pathlib import Path
@@ -120,7 +121,8 @@ def measure_limits(data: Path, repeats: int, tmp: Path) -> dict:
             src.read(a, b, shard)
 
     # kernels on one shard-sized buffer, warm in cache (the way the runtime calls them)
-    new = load_stats_module(ROOT / "jobs" / "stats.py")
+    from hpcdist import kernels
+    new = SimpleNamespace(_shard_stats=kernels.column_stats, _finite_range=kernels.finite_range)
     before_path = baseline_kernel_file(tmp)
     before = load_stats_module(before_path) if before_path else None
     lo4, hi4 = np.full(4, -5.0), np.full(4, 5.0)
@@ -205,7 +207,7 @@ def run_hpcdist(job: str, ranks: int, args: list[str], out: Path) -> dict:
 
 def run_handwritten(data: Path, ranks: int, kernel: str, out: Path) -> dict:
     cmd = launch.mpi_cmd(ranks, [*peer_scripts.handwritten_stats_cmd(), f"{data}:/x", "--lo", "-5", "--hi", "5",
-                                 "--kernel", kernel, "--stats-job", str(ROOT / "jobs" / "stats.py"),
+                                 "--kernel", kernel,
                                  "--json", str(out)])
     _, wall = launch.launch(cmd)
     res = json.loads(out.read_text())

@@ -30,12 +30,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
-    from hpcdist.job import load_job
     from hpcdist.shards import plan_shards
     from hpcdist.sources import open_source
 
-    job = load_job(str(ROOT / "jobs" / "stats.py"))
-    kernel = sys.modules[job.map.__module__]._shard_stats
+    from hpcdist.kernels import column_stats as kernel
     src = open_source(args.input)
     plan = plan_shards(src.rows, src.row_bytes, src.chunk_rows)
     cols = int(np.prod(src.row_shape)) if src.row_shape else 1

@@ -8,10 +8,10 @@ partials meet on rank 0 (integer counts and the histogram with MPI reduce, (coun
 rank order).
 
     mpiexec -n 2 python hpcdist/bench/peer_scripts/handwritten_stats.py bench-data/big.h5:/x --lo -5 --hi 5 \\
-        [--bins 64] [--piece-rows 131072] [--kernel fused | --kernel hpcdist --stats-job jobs/stats.py]
+        [--bins 64] [--piece-rows 131072] [--kernel fused | --kernel hpcdist]
         [--json out.json]
 
-``--kernel hpcdist`` runs the stats job's own kernel (``--stats-job``) inside this hand-written loop
+``--kernel hpcdist`` runs the stats job's own kernel (``hpcdist.kernels.column_stats``) inside this hand-written loop
 instead, which separates what the framework costs from what the kernel costs. Rank 0 prints one JSON line with the
 results and timings (``elapsed_s`` from after imports to the reduced result, like hpcdist's).
 """
@@ -124,11 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bins", type=int, default=64)
     ap.add_argument("--piece-rows", type=int, default=None, help="rows per read (default: ~4 MiB, chunk-aligned)")
     ap.add_argument("--kernel", choices=["fused", "hpcdist"], default="fused")
-    ap.add_argument("--stats-job", help="with --kernel hpcdist: the stats job whose kernel to run (jobs/stats.py)")
     ap.add_argument("--json", help="also write the JSON here (rank 0)")
     args = ap.parse_args(argv)
-    if args.kernel == "hpcdist" and not args.stats_job:
-        ap.error("--kernel hpcdist needs --stats-job PATH (e.g. jobs/stats.py)")
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -162,9 +159,7 @@ def main(argv=None) -> int:
     buf = np.empty((piece, cols), dtype=ds.dtype)
 
     if args.kernel == "hpcdist":
-        from hpcdist.job import load_job
-        job = load_job(args.stats_job)
-        kernel = sys.modules[job.map.__module__]._shard_stats
+        from hpcdist.kernels import column_stats as kernel
     t0 = time.perf_counter()
     edges = np.stack([_edges(lo[j], hi[j], bins) for j in range(cols)])
     if args.kernel == "fused":       # compile / load from cache on a tiny piece, not timed below
