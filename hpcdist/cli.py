@@ -8,7 +8,8 @@ import sys
 from typing import Sequence
 
 from hpcdist.argtypes import whole_number as _int  # the same parser as hpcdist bench's
-from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, UserError, WriteFailed
+from hpcdist.options import CHECKPOINT_EVERY_S, RESTART_MODES, SCHEDULES
+from hpcdist.errors import EXIT_FAILURE, EXIT_REQUEUE, EXIT_USAGE, UserError, WriteFailed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,16 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                      help="job parameter (repeatable)")
     run.add_argument("--shard-rows", type=_int, help="rows per shard (default: ~4 MB, chunk-aligned)")
-    run.add_argument("--schedule", default="auto", choices=["auto", "static", "dynamic"],
+    run.add_argument("--schedule", default="auto", choices=SCHEDULES,
                      help="who maps which shard: static blocks, or dynamic (own block first, idle ranks "
                           "steal tails; no master rank); auto: dynamic on more than one rank")
     ck = run.add_argument_group("checkpoint and restart")
     ck.add_argument("--checkpoint", metavar="PATH", help="checkpoint file: resumed from if it exists")
-    ck.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                    help="write a checkpoint this often (default 60; fractions allowed)")
+    ck.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
+                    help=f"write a checkpoint this often (default {CHECKPOINT_EVERY_S:g}; fractions allowed)")
     ck.add_argument("--checkpoint-every-shards", type=_int, metavar="N",
                     help="also write after every N shards a rank completes")
-    ck.add_argument("--restart", default="auto", choices=["auto", "fresh", "require"],
+    ck.add_argument("--restart", default="auto", choices=RESTART_MODES,
                     help="auto: resume if a matching checkpoint exists; fresh: start over; "
                          "require: fail if there is nothing to resume")
     ck.add_argument("--keep-checkpoint", action="store_true",
@@ -92,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from hpcdist.slurm.env import require_mpi4py
+    from hpcdist.startup import require_mpi4py
     require_mpi4py()  # exit 2 with one line if mpi4py is missing, before anything imports it
     from hpcdist.signals import stop_on_signals
 
@@ -102,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace, stop) -> int:
-    from hpcdist.slurm.env import check_allocation
+    from hpcdist.startup import check_allocation
     check_allocation()  # mpi4py importable, srun's MPI plugin right (else exit 2); logs a Slurm restart
     from hpcdist import numba_env
     from hpcdist.comm import run_spmd, world
@@ -113,8 +114,9 @@ def _run_command(args: argparse.Namespace, stop) -> int:
     def body() -> int:
         from hpcdist.job import load_job
         from hpcdist.params import parse_assignments
-        from hpcdist.checkpoint import Interrupted
-        from hpcdist.runtime import RunOptions, run
+        from hpcdist.control import Interrupted
+        from hpcdist.options import RunOptions
+        from hpcdist.runtime import run
         from hpcdist.show import format_result
 
         given = w.agree(lambda: parse_assignments(args.param))
@@ -122,9 +124,10 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         w.agree(lambda: _raise_if(problem))                   # rank 0's verdict is everyone's
         if problem:
             raise UserError(problem)                          # this rank alone: abort the run
-        options = RunOptions(args.input, args.output, given, args.shard_rows, args.checkpoint,
-                             args.checkpoint_every, args.checkpoint_every_shards, args.restart,
-                             args.keep_checkpoint, schedule=args.schedule)
+        options = RunOptions(input=args.input, output=args.output, params=given, shard_rows=args.shard_rows,
+                             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                             checkpoint_every_shards=args.checkpoint_every_shards, restart=args.restart,
+                             keep_checkpoint=args.keep_checkpoint, schedule=args.schedule)
         try:
             report = run(job, options, w, stop)
         except Interrupted as interrupted:
@@ -163,7 +166,6 @@ def _leave_interrupted(w, stop) -> int:
     Ranks leave without MPI_Finalize (messages of the abandoned pass may still be in flight) and
     without leaving MPI's shared memory behind (``comm.leave``).
     """
-    from hpcdist.checkpoint import EXIT_REQUEUE
     from hpcdist.comm import leave
 
     code = EXIT_REQUEUE if stop.saved else 1

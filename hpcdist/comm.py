@@ -1,6 +1,7 @@
 """The MPI world: rank and size, collective verdicts, and ending every rank when one fails.
 
-This is the only module that imports mpi4py at top level. Plain ``python`` (no launcher) runs as a
+mpi4py is imported at top level here and in the modules that move bytes between ranks
+(:mod:`hpcdist.reduce`, :mod:`hpcdist.control`, :mod:`hpcdist.schedule.window`). Plain ``python`` (no launcher) runs as a
 one-rank singleton, so everything here works with and without ``mpiexec``/``srun``.
 """
 

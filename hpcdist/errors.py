@@ -2,6 +2,7 @@
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: stopped by a signal after writing the checkpoint; run again to resume
 
 
 class UserError(Exception):

@@ -28,6 +28,30 @@ def span(level: int, index: int, shards: int) -> tuple[int, int]:
     return first, min((index + 1) << level, shards)
 
 
+def shards_under(keys: Iterable[tuple[int, int]], shards: int) -> list[int]:
+    """Every shard under the nodes ``(level, index)`` of ``keys`` (disjoint nodes), in order."""
+    return sorted(s for level, index in keys for s in range(*span(level, index, shards)))
+
+
+def count_under(keys: Iterable[tuple[int, int]], shards: int) -> int:
+    """How many shards the disjoint nodes ``(level, index)`` of ``keys`` cover."""
+    return sum(stop - first for first, stop in (span(level, index, shards) for level, index in keys))
+
+
+def outermost(nodes: list[Node]) -> list[Node]:
+    """Drop every node that lies under another node of the list (and duplicates), in shard order.
+
+    Snapshots of different ranks taken at different moments overlap only by nesting, so the
+    outermost nodes of their union count every finished shard exactly once."""
+    keys = {(lv, ix): (lv, ix, p) for lv, ix, p in nodes}
+    top = max((lv for lv, _ in keys), default=0)
+    keep = []
+    for lv, ix in keys:
+        if not any((lv + up, ix >> up) in keys for up in range(1, top - lv + 1)):
+            keep.append(keys[(lv, ix)])
+    return sorted(keep, key=lambda n: n[1] << n[0])
+
+
 def describe(level: int, index: int, shards: int) -> str:
     """The shards under a node in words, for messages: ``shard 7`` or ``shards [8, 12)``."""
     first, stop = span(level, index, shards)
@@ -105,4 +129,4 @@ class Fold:
 
     def covered(self) -> int:
         """How many shards the held nodes cover."""
-        return sum(b - a for a, b in (span(lv, ix, self.shards) for lv, ix, _ in self.nodes))
+        return count_under(((lv, ix) for lv, ix, _ in self.nodes), self.shards)

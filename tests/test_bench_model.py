@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from hpcdist.checkpoint.coordinator import outermost
+from hpcdist.tree import outermost
 from hpcdist.comm import World
 from hpcdist.partials import encode
 from hpcdist.reduce import reduce_to_root

@@ -6,7 +6,7 @@ import pytest
 
 from hpcdist import UserError
 from hpcdist.checkpoint import Checkpoint, differences, load, save
-from hpcdist.checkpoint.coordinator import outermost
+from hpcdist.tree import outermost
 from hpcdist.checkpoint.store import CorruptCheckpoint, previous_path, read
 
 FP = {"job": "j", "params": {"bins": 4}, "input": {"input": "x.h5:/x", "mtime_ns": 1}, "shards": 16,

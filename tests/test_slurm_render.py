@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hpcdist.cli import main
-from hpcdist.slurm import env as slurm_env
+from hpcdist import allocation, startup as slurm_env
 from hpcdist.slurm import render as render_module
 
 from conftest import JOBS, ROOT
@@ -259,17 +259,17 @@ def test_submit_without_sbatch_says_where_to_get_one(capsys, monkeypatch):
 # ---- what a run learns from its allocation --------------------------------------------------------
 
 def test_slurm_attrs_outside_slurm_are_empty():
-    assert slurm_env.slurm_attrs({"PATH": "/bin"}) == {}
+    assert allocation.slurm_attrs({"PATH": "/bin"}) == {}
 
 
 def test_slurm_attrs_inside_an_allocation():
     env = {"SLURM_JOB_ID": "42", "SLURM_NTASKS": "4", "SLURM_JOB_NODELIST": "n[01-02]",
            "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_JOB_ID": "40", "SLURM_JOB_PARTITION": "batch"}
-    attrs = slurm_env.slurm_attrs(env)
+    attrs = allocation.slurm_attrs(env)
     assert attrs == {"slurm_job_id": 42, "slurm_restart_count": 0, "slurm_ntasks": 4,
                      "slurm_nodelist": "n[01-02]", "slurm_array_task_id": 3, "slurm_array_job_id": 40,
                      "slurm_partition": "batch"}
-    assert slurm_env.slurm_attrs({**env, "SLURM_RESTART_COUNT": "2"})["slurm_restart_count"] == 2
+    assert allocation.slurm_attrs({**env, "SLURM_RESTART_COUNT": "2"})["slurm_restart_count"] == 2
 
 
 @pytest.mark.parametrize("env,size,bad", [

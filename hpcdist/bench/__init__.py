@@ -12,7 +12,6 @@ runtime imports this package. Layout:
 - ``data``: which data a job wants, its input spec, the seeded HDF5 file made once
 - ``limits``: STREAM-style memory bandwidth and an MPI allreduce micro-benchmark
 - ``measure``: timed runs of a job on sub-communicators of the launch (strong / weak)
-- ``checkpoint_timer``: seconds spent writing checkpoints during a timed run
 - ``report``: tables (markdown, CSV) and PNG plots from the records of several runs
 - ``numpy_stats``, ``checks``: the stats in plain numpy; is a peer's answer hpcdist's answer
 - ``peers``: the same statistics by numpy, multiprocessing, dask, the hand-written script (compare)

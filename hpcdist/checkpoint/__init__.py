@@ -1,11 +1,12 @@
-"""Checkpoint and restart: what is saved, how it is saved, and how ranks agree on it."""
+"""Checkpoint and restart: what is saved (store), what makes a resume wrong (fingerprint), rank 0's
+writes during a run (writer), and describing a file (inspect). Off the run's path without
+``--checkpoint``; the messages that carry progress to rank 0 are :mod:`hpcdist.control`'s."""
 
-from hpcdist.checkpoint.coordinator import Coordinator, Interrupted, Policy
 from hpcdist.checkpoint.fingerprint import differences, fingerprint
-from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.checkpoint.store import Checkpoint, load, remove, save
+from hpcdist.checkpoint.writer import CheckpointWriter
+from hpcdist.control import Interrupted
+from hpcdist.errors import EXIT_REQUEUE
 
-EXIT_REQUEUE = 75  # EX_TEMPFAIL: checkpointed after a signal, run again to resume
-
-__all__ = ["Checkpoint", "Coordinator", "EXIT_REQUEUE", "Interrupted", "Policy", "StopFlag",
-           "differences", "fingerprint", "load", "remove", "save", "stop_on_signals"]
+__all__ = ["Checkpoint", "CheckpointWriter", "EXIT_REQUEUE", "Interrupted", "differences", "fingerprint",
+           "load", "remove", "save"]

@@ -30,6 +30,7 @@ from hpcdist import atomic, h5values
 from hpcdist.errors import UserError
 from hpcdist.filekind import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_TRAILER as _TRAILER
 from hpcdist.h5image import hdf5_bytes
+from hpcdist.tree import count_under
 from hpcdist.partials import Node, from_items, items
 
 FORMAT_VERSION = 1
@@ -58,7 +59,7 @@ class Checkpoint:
     def shards_done(self) -> int:
         if self.complete:
             return self.shards
-        return sum(min((i + 1) << lv, self.shards) - (i << lv) for lv, i, _ in self.nodes)
+        return count_under(((lv, ix) for lv, ix, _ in self.nodes), self.shards)
 
 
 def previous_path(path: str) -> str:

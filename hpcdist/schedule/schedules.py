@@ -9,10 +9,10 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 from hpcdist.errors import UserError
+from hpcdist.options import SCHEDULES
 from hpcdist.schedule.claiming import Claimer, LocalWords, Request, Words, initial_block, pack
 from hpcdist.shards import static_blocks
 
-SCHEDULES = ("auto", "static", "dynamic")
 DRY_PAUSE_S = 0.0005       # a dry rank samples again after this, doubling up to its claim_s
 
 Poll = Callable[[], None]

@@ -1,12 +1,11 @@
-"""Slurm: batch scripts rendered from templates, submission, and what a run learns from its allocation.
+"""Slurm: batch scripts rendered from templates and their submission (on top of the runtime).
 
-- :mod:`hpcdist.slurm.env`       the ``SLURM_*`` facts recorded in the output, and the start-up checks
 - :mod:`hpcdist.slurm.templates` the batch scripts (``run``, ``requeue``, ``array``)
 - :mod:`hpcdist.slurm.render`    validated parameters -> a batch script
 - :mod:`hpcdist.slurm.submit`    ``sbatch`` (``--parsable``), the job id back
 - :mod:`hpcdist.slurm.cli`       ``hpcdist slurm render|submit``
 
-This package imports from the hpcdist core, never the reverse: the core calls only
-:func:`hpcdist.slurm.env.slurm_attrs` and :func:`hpcdist.slurm.env.check_allocation`. Importing it
-is cheap (no MPI, no numpy).
+This package imports from the hpcdist core, never the reverse. What a run learns from its
+allocation is :mod:`hpcdist.allocation`; the start-up checks (mpi4py, srun's MPI plugin) are
+:mod:`hpcdist.startup`. Importing it is cheap (no MPI, no numpy).
 """

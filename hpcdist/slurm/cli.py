@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
+from hpcdist.argtypes import whole_number as _whole   # the same numbers as hpcdist run's (1e6, 1_000_000)
 from hpcdist.errors import EXIT_USAGE, UserError
 from hpcdist.slurm.render import MPI_PLUGINS, Spec, render
 from hpcdist.slurm.templates import TEMPLATES
@@ -87,13 +88,6 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hpcdist", default="hpcdist", metavar="CMD",
                    help="the hpcdist command on the compute nodes (default: the hpcdist of this Python's "
                         "venv, else the one on PATH; written as an absolute path)")
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _count(text: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex
@@ -11,6 +10,7 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 
 from hpcdist.errors import UserError
+from hpcdist.options import check_checkpoint_every, check_shard_rows
 from hpcdist.slurm.templates import TEMPLATES
 
 # srun --mpi plugins a Slurm may have (`srun --mpi=list`); pmi2 is what the PyPI mpich wheel speaks.
@@ -74,10 +74,8 @@ class Spec:
             for word in _words(getattr(self, name)):
                 if not word or any(c.isspace() for c in word):
                     raise UserError(f"--{_opt(name)}: values in a batch script cannot hold spaces: {word!r}")
-        if self.checkpoint_every is not None and not (self.checkpoint_every > 0 and math.isfinite(self.checkpoint_every)):
-            raise UserError(f"--checkpoint-every must be > 0 seconds, got {self.checkpoint_every}")
-        if self.shard_rows is not None and self.shard_rows < 1:
-            raise UserError(f"--shard-rows must be >= 1, got {self.shard_rows}")
+        check_checkpoint_every(self.checkpoint_every)      # the same rules as hpcdist run's
+        check_shard_rows(self.shard_rows)
         for name in ("input", "output", "checkpoint", "log", "hpcdist"):
             value = getattr(self, name)
             if value is not None and (not value or "\n" in value):

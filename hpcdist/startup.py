@@ -1,16 +1,16 @@
-"""What a run learns from its Slurm allocation, and the two checks made before MPI starts the job.
+"""The checks every rank makes before MPI starts a run: mpi4py importable, srun's MPI plugin right.
 
-Outside Slurm (no ``SLURM_JOB_ID``) everything here is a no-op: ``slurm_attrs()`` is empty and the
-checks pass.
+Used by ``hpcdist run`` and ``hpcdist bench``. Outside Slurm (no ``SLURM_JOB_ID``) the plugin check
+passes and no restart is logged. The ``SLURM_*`` facts a run records are :mod:`hpcdist.allocation`'s.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Mapping
+from typing import Mapping
 
-from hpcdist.allocation import SLURM_VARS, in_allocation, slurm_attrs  # noqa: F401 (re-exported)
+from hpcdist.allocation import in_allocation
 from hpcdist.errors import EXIT_USAGE
 
 PLUGIN_HINT = ("srun's MPI plugin does not match this MPI library: use srun --mpi=pmi2 for the PyPI mpich "

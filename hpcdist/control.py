@@ -1,16 +1,23 @@
-"""Progress across ranks without stalling them: snapshots, checkpoint writes and agreed stops.
+"""The run's own messages between ranks: progress snapshots, end-of-pass tallies, the next pass's
+state and agreed stops. Every run uses them, with or without ``--checkpoint``; the checkpoint only
+supplies a ``writer`` for rank 0 and the :class:`Cadence` of snapshots.
 
-No rank ever waits for a checkpoint. Each rank sends rank 0 a *snapshot* of its folded nodes (a
-small Isend) every so often; rank 0, between its own shards, keeps the newest snapshot of every
-rank and writes a checkpoint from their union when one is due. Ranks own disjoint shards and tree
-nodes either nest or are disjoint, so the union, keeping only the outermost nodes, holds every
-finished shard exactly once, even when snapshots were taken at different moments or a child's
-nodes were already merged into its parent during the reduction.
+No rank ever waits for rank 0. Each rank sends rank 0 a *snapshot* of its folded tree nodes (a
+small Isend) when one is due; rank 0, between its own shards, keeps the newest snapshot of every
+rank and hands their union to the writer. Tree nodes either nest or are disjoint, so the union,
+keeping only the outermost nodes, holds every finished shard exactly once, even when snapshots were
+taken at different moments. A stop (a signal on any rank) goes to rank 0, which tells every rank;
+each sends a final snapshot, rank 0 writes the checkpoint, and every rank raises
+:class:`Interrupted`. Every wait is a polling loop, so a rank always answers.
 
-A stop (SIGTERM, SIGINT or SIGUSR1 on any rank) goes to rank 0, which tells every rank; each sends a
-final snapshot, rank 0 writes the checkpoint, and every rank leaves with :class:`Interrupted`.
+The messages, on a duplicate of the run's communicator (they never match data messages):
 
-Every wait in a pass is a polling loop (:func:`hpcdist.comm.wait`), so a rank always answers.
+- SNAPSHOT r -> 0: folded nodes, shards done and busy seconds, when the cadence says so
+- STOP_REQUEST r -> 0: a signal arrived on r
+- STOP 0 -> r: stop at the next safe point; FINAL r -> 0: the last snapshot and message counts;
+  EXIT 0 -> r: whether the checkpoint was written
+- TALLY r -> 0: end of a pass: r's :class:`RankTimings` and how many messages it sent
+- OUTCOME 0 -> r: the next pass's state, or "done"
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from mpi4py import MPI
 from hpcdist.comm import POLL_SLEEP_S, World, recv_bytes, wait
 from hpcdist.partials import Node, decode_with_meta, encode
 from hpcdist.signals import StopFlag
+from hpcdist.timings import RankProgress, RankTimings
+from hpcdist.tree import outermost
 
-_SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT, _TALLY, _RESULT = range(7301, 7308)
+_SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT, _TALLY, _OUTCOME = range(7301, 7308)
 
 
 class Interrupted(Exception):
@@ -39,56 +48,44 @@ class Interrupted(Exception):
 
 
 @dataclass(frozen=True)
-class Policy:
-    """When ranks report progress and rank 0 writes: every ``every_s`` seconds or ``every_shards``."""
+class Cadence:
+    """How often ranks send rank 0 a snapshot: every ``every_s`` seconds or ``every_shards`` shards."""
 
-    every_s: float = 60.0
+    every_s: float
     every_shards: int | None = None
-    enabled: bool = False
 
 
-# rank 0: write a checkpoint of (nodes, pass index, shards done per rank, busy s per rank); False on failure
-Writer = Callable[[list[Node], int, list[int], list[float]], bool]
+# rank 0: make the union of snapshots durable (nodes, pass index, progress); False if that failed
+Writer = Callable[[list[Node], int, RankProgress], bool]
 
 
-def outermost(nodes: list[Node]) -> list[Node]:
-    """Drop every node that lies under another node of the list (and duplicates)."""
-    keys = {(lv, ix): (lv, ix, p) for lv, ix, p in nodes}
-    top = max((lv for lv, _ in keys), default=0)
-    keep = []
-    for lv, ix in keys:
-        if not any((lv + up, ix >> up) in keys for up in range(1, top - lv + 1)):
-            keep.append(keys[(lv, ix)])
-    return sorted(keep, key=lambda n: n[1] << n[0])
+class Control:
+    """One per rank and run. Call :meth:`after_shard` after each shard, pass :meth:`poll` to every
+    wait, and end each pass with :meth:`end_pass` and :meth:`share_outcome`/:meth:`receive_outcome`.
+    Without a cadence no snapshots are sent: only stops, tallies and outcomes travel."""
 
-
-class Coordinator:
-    """One per rank and run. Call :meth:`after_shard` after each shard, pass :meth:`poll` to
-    every wait, and end each pass with :meth:`end_pass`."""
-
-    def __init__(self, world: World, policy: Policy, stop: StopFlag, writer: Writer | None) -> None:
-        self.world = world
-        self.ctl = world.comm.Dup()          # control traffic never matches data messages
-        self.policy, self.stop, self.writer = policy, stop, writer
+    def __init__(self, world: World, stop: StopFlag, cadence: Cadence | None = None,
+                 writer: Writer | None = None) -> None:
+        self.ctl = world.comm.Dup()
+        self.cadence, self.stop, self.writer = cadence, stop, writer
         self.rank, self.size = world.rank, world.size
         self.nodes: Callable[[], list[Node]] = list
         self.pass_index = 0
         self.shards_done = 0
         self.busy_s = 0.0
         self._seq = 0
-        self._sent_snapshots = 0
-        self._sent_stop_requests = 0
+        self._sent = {"snapshots": 0, "stop_requests": 0}
         self._tally_pass = -1                 # the last pass whose tally this rank sent
         self._pending: list[tuple[MPI.Request, np.ndarray]] = []
         self._last_report = time.monotonic()
         self._shards_at_report = 0
+        self._dirty = False
         # rank 0's view of everyone
         self._latest: dict[int, tuple[int, list[Node]]] = {}
         self._received: dict[int, int] = {}
         self._stop_requests: dict[int, int] = {}
         self._rank_progress: dict[int, tuple[int, float]] = {}
         self._stop_wanted: str | bool = False   # False, or why another rank asked to stop
-        self._dirty = False
         self._tallies: dict[int, dict] = {}
 
     # ---- every rank --------------------------------------------------------------------------
@@ -112,11 +109,10 @@ class Coordinator:
         else:
             self._rank_poll()
 
-    def end_pass(self, timings: tuple[float, ...]) -> list[tuple[float, ...]] | None:
-        """After the reduction: account for every message of the pass. Rank 0 gets all timings."""
+    def end_pass(self, timings: RankTimings) -> list[RankTimings] | None:
+        """After the reduction: account for every message of the pass. Rank 0 gets every rank's timings."""
         if self.rank != 0:
-            meta = {"snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests,
-                    "timings": list(timings), "shards": self.shards_done, "busy_s": self.busy_s}
+            meta = {**self._sent, "timings": timings.to_json(), "shards": self.shards_done, "busy_s": self.busy_s}
             self._isend(encode([], meta), 0, _TALLY)
             self._tally_pass = self.pass_index
             return None
@@ -128,56 +124,54 @@ class Coordinator:
         for r, meta in tallies.items():
             self._drain(r, meta["snapshots"], meta["stop_requests"])
             self._rank_progress[r] = (meta["shards"], meta["busy_s"])
-        return [timings] + [tuple(tallies[r]["timings"]) for r in range(1, self.size)]
+        return [timings] + [RankTimings.from_json(tallies[r]["timings"]) for r in range(1, self.size)]
 
-    def send_result(self, payload: np.ndarray) -> None:
+    def share_outcome(self, payload: np.ndarray) -> None:
         """Rank 0: the pass's outcome (next state or "done") to every other rank."""
         for r in range(1, self.size):
-            self._isend(payload, r, _RESULT)
+            self._isend(payload, r, _OUTCOME)
         self._complete_sends()
 
-    def wait_result(self) -> np.ndarray:
+    def receive_outcome(self) -> np.ndarray:
         """Other ranks: wait for rank 0's outcome while still answering a stop."""
-        buf = recv_bytes(self.ctl, 0, _RESULT, self._waiting_poll)
+        buf = recv_bytes(self.ctl, 0, _OUTCOME, self._waiting_poll)
         self._complete_sends()
         return buf
 
-    def progress(self) -> tuple[list[int], list[float]]:
+    def progress(self) -> RankProgress:
         """Rank 0: shards done and busy seconds per rank, as last reported."""
-        own = {0: (self.shards_done, self.busy_s)}
-        table = {**self._rank_progress, **own}
-        return [table.get(r, (0, 0.0))[0] for r in range(self.size)], \
-               [table.get(r, (0, 0.0))[1] for r in range(self.size)]
+        table = {**self._rank_progress, 0: (self.shards_done, self.busy_s)}
+        return RankProgress(shards=[table.get(r, (0, 0.0))[0] for r in range(self.size)],
+                            busy_s=[table.get(r, (0, 0.0))[1] for r in range(self.size)])
 
     def checkpoint_now(self) -> bool:
-        """Rank 0: write a checkpoint of what is known now (at a pass boundary, say)."""
+        """Rank 0: hand the writer what is known now (at a pass boundary, say)."""
         return self._write(force=True)
 
     # ---- ranks other than 0 ------------------------------------------------------------------
 
     def _rank_poll(self) -> None:
-        if self.stop.is_set and self._sent_stop_requests == 0:
+        if self.stop.is_set and self._sent["stop_requests"] == 0:
             self._isend(encode([], {"why": f"{self.stop.name} on rank {self.rank}"}), 0, _STOP_REQUEST)
-            self._sent_stop_requests = 1
+            self._sent["stop_requests"] = 1
         if self.ctl.Iprobe(source=0, tag=_STOP):
             self._follow_stop()
-        if self.policy.enabled and self._due():
+        if self._due():
             self._seq += 1
             self._isend(encode(self.nodes(), self._meta()), 0, _SNAPSHOT)
-            self._sent_snapshots += 1
+            self._sent["snapshots"] += 1
             self._mark_reported()
         self._reap()
 
     def _waiting_poll(self) -> None:
-        """While waiting for rank 0's result: only a stop can interrupt; progress is already told."""
+        """While waiting for rank 0's outcome: only a stop can interrupt; progress is already told."""
         if self.ctl.Iprobe(source=0, tag=_STOP):
             self._follow_stop()
 
     def _follow_stop(self) -> None:
         self.ctl.Recv([np.empty(0, np.uint8), MPI.BYTE], source=0, tag=_STOP)
         self._seq += 1
-        meta = {**self._meta(), "snapshots": self._sent_snapshots, "stop_requests": self._sent_stop_requests,
-                "tally_pass": self._tally_pass}
+        meta = {**self._meta(), **self._sent, "tally_pass": self._tally_pass}
         self._isend(encode(self.nodes(), meta), 0, _FINAL)
         verdict = recv_bytes(self.ctl, 0, _EXIT)
         self._complete_sends()
@@ -189,7 +183,7 @@ class Coordinator:
         self._serve()
         if self.stop.is_set or self._stop_wanted:
             self._lead_stop()
-        if self.policy.enabled and self._due():
+        if self._due():
             self._write()
 
     def _serve(self) -> None:
@@ -198,9 +192,8 @@ class Coordinator:
         while self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
             tag, src = status.Get_tag(), status.Get_source()
             if tag not in (_SNAPSHOT, _STOP_REQUEST, _TALLY):
-                break                       # _FINAL is only read while leading a stop
-            buf = recv_bytes(self.ctl, src, tag)
-            nodes, meta = decode_with_meta(buf)
+                break                       # FINAL is only read while leading a stop
+            nodes, meta = decode_with_meta(recv_bytes(self.ctl, src, tag))
             if tag == _SNAPSHOT:
                 self._received[src] = self._received.get(src, 0) + 1
                 self._take_snapshot(src, nodes, meta)
@@ -235,6 +228,18 @@ class Coordinator:
               f"and checkpointing", file=sys.stderr, flush=True)
         for r in range(1, self.size):
             self._isend(np.empty(0, np.uint8), r, _STOP)
+        finals = self._collect_finals()
+        for r, meta in finals.items():
+            self._drain(r, meta["snapshots"], meta["stop_requests"])
+            if meta["tally_pass"] == self.pass_index and r not in self._tallies:
+                self._tallies[r] = decode_with_meta(recv_bytes(self.ctl, r, _TALLY))[1]
+        saved = self._write(force=True) if self.cadence is not None else False
+        for r in range(1, self.size):
+            self._isend(np.array([1 if saved else 0], np.uint8), r, _EXIT)
+        self._complete_sends()
+        raise Interrupted(saved, name)
+
+    def _collect_finals(self) -> dict[int, dict]:
         finals: dict[int, dict] = {}
         status = MPI.Status()
         while len(finals) < self.size - 1:
@@ -246,15 +251,7 @@ class Coordinator:
             else:
                 self._serve()               # keep reading snapshots so senders never block
                 time.sleep(POLL_SLEEP_S)
-        for r, meta in finals.items():
-            self._drain(r, meta["snapshots"], meta["stop_requests"])
-            if meta["tally_pass"] == self.pass_index and r not in self._tallies:
-                self._tallies[r] = decode_with_meta(recv_bytes(self.ctl, r, _TALLY))[1]
-        saved = self._write(force=True) if self.policy.enabled else False
-        for r in range(1, self.size):
-            self._isend(np.array([1 if saved else 0], np.uint8), r, _EXIT)
-        self._complete_sends()
-        raise Interrupted(saved, name)
+        return finals
 
     def _write(self, force: bool = False) -> bool:
         if self.writer is None or not (self._dirty or force):
@@ -262,7 +259,7 @@ class Coordinator:
         union = list(self.nodes())
         for _, nodes in self._latest.values():
             union.extend(nodes)
-        ok = self.writer(outermost(union), self.pass_index, *self.progress())
+        ok = self.writer(outermost(union), self.pass_index, self.progress())
         self._dirty = False
         self._mark_reported()
         return ok
@@ -273,11 +270,11 @@ class Coordinator:
         return {"seq": self._seq, "pass": self.pass_index, "shards": self.shards_done, "busy_s": self.busy_s}
 
     def _due(self) -> bool:
-        if not self._dirty:
+        if self.cadence is None or not self._dirty:
             return False
-        if time.monotonic() - self._last_report >= self.policy.every_s:
+        if time.monotonic() - self._last_report >= self.cadence.every_s:
             return True
-        n = self.policy.every_shards
+        n = self.cadence.every_shards
         return n is not None and self.shards_done - self._shards_at_report >= n
 
     def _mark_reported(self) -> None:
