@@ -101,7 +101,7 @@ def _params(items):
 # ---- strong / weak ------------------------------------------------------------------------------
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from hpcdist.slurm.env import check_allocation, require_mpi4py
+    from hpcdist.startup import check_allocation, require_mpi4py
     require_mpi4py()
     check_allocation()
     from hpcdist import numba_env
