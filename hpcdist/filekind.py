@@ -52,6 +52,26 @@ def file_kind(path: str) -> Kind:
         return Kind.CHECKPOINT if _has_trailer(path, size) else Kind.DAMAGED_HDF5
 
 
+_WANTED = {
+    Kind.RESULT: ("result file", "hpcdist run --output", "info", "no job and hpcdist_version attributes"),
+    Kind.CHECKPOINT: ("checkpoint", "hpcdist run --checkpoint", "inspect", "no format attribute"),
+}
+
+
+def not_what_was_wanted(path: str, kind: Kind, wanted: Kind) -> str:
+    """One line for ``hpcdist info``/``inspect`` given the wrong kind of file: what it is, what was expected."""
+    noun, writer, _, missing = _WANTED[wanted]
+    expected = f"expected a {noun} written by {writer}"
+    if kind is Kind.MISSING:
+        return f"{path}: no such file"
+    if kind in _WANTED and kind is not wanted:
+        other_noun, _, other_command, _ = _WANTED[kind]
+        return f"{path}: an hpcdist {other_noun}, not a {noun}; use hpcdist {other_command} {path}"
+    if kind is Kind.OTHER_HDF5:
+        return f"{path}: an HDF5 file but not an hpcdist {noun.split()[0]} ({missing}); {expected}"
+    return f"{path}: {kind.value}; {expected}"
+
+
 def _has_signature(path: str, size: int) -> bool:
     """HDF5's signature sits at 0, 512, 1024, 2048, ... (after a user block)."""
     with open(path, "rb") as fh:

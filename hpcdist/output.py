@@ -15,7 +15,7 @@ import numpy as np
 
 from hpcdist import atomic, h5values
 from hpcdist.errors import UserError, WriteFailed
-from hpcdist.filekind import Kind, file_kind
+from hpcdist.filekind import Kind, file_kind, not_what_was_wanted
 from hpcdist.h5image import hdf5_bytes
 
 
@@ -60,22 +60,11 @@ def read_result(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The datasets and attributes of a result file; any other kind of file is a UserError."""
     kind = file_kind(path)
     if kind is not Kind.RESULT:
-        raise UserError(_not_a_result(path, kind))
+        raise UserError(not_what_was_wanted(path, kind, Kind.RESULT))
     with h5py.File(path, "r") as f:
         data = {name: h5values.restore(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
         attrs = {k: _unattr(v) for k, v in f.attrs.items()}
     return data, attrs
-
-
-def _not_a_result(path: str, kind: Kind) -> str:
-    expected = "expected a result file written by hpcdist run --output"
-    if kind is Kind.MISSING:
-        return f"{path}: no such file"
-    if kind is Kind.CHECKPOINT:
-        return f"{path}: an hpcdist checkpoint, not a result file; use hpcdist inspect {path}"
-    if kind is Kind.OTHER_HDF5:
-        return f"{path}: an HDF5 file but not an hpcdist result (no job and hpcdist_version attributes); {expected}"
-    return f"{path}: {kind.value}; {expected}"
 
 
 def _attr(value: Any) -> Any:

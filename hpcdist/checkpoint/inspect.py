@@ -7,7 +7,7 @@ import os
 
 from hpcdist.errors import UserError
 from hpcdist.checkpoint.store import CorruptCheckpoint, previous_path, read
-from hpcdist.filekind import Kind, file_kind
+from hpcdist.filekind import Kind, file_kind, not_what_was_wanted
 
 # Kinds that may be a checkpoint, damaged or not: described generation by generation.
 _MAYBE_CHECKPOINT = (Kind.MISSING, Kind.CHECKPOINT, Kind.DAMAGED_HDF5, Kind.EMPTY)
@@ -20,7 +20,7 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
     """
     kind = file_kind(path)
     if kind not in _MAYBE_CHECKPOINT:
-        raise UserError(_not_a_checkpoint(path, kind))
+        raise UserError(not_what_was_wanted(path, kind, Kind.CHECKPOINT))
     generations = []
     for candidate in (path, previous_path(path)):
         if not os.path.exists(candidate):
@@ -58,12 +58,3 @@ def inspect_checkpoint(path: str, as_json: bool = False) -> tuple[str, bool]:
         if g["allocation"]:
             lines.append("  allocation " + ", ".join(f"{k}={v}" for k, v in sorted(g["allocation"].items())))
     return "\n".join(lines), valid
-
-
-def _not_a_checkpoint(path: str, kind: Kind) -> str:
-    expected = "expected a checkpoint written by hpcdist run --checkpoint"
-    if kind is Kind.RESULT:
-        return f"{path}: an hpcdist result file, not a checkpoint; use hpcdist info {path}"
-    if kind is Kind.OTHER_HDF5:
-        return f"{path}: an HDF5 file but not an hpcdist checkpoint (no format attribute); {expected}"
-    return f"{path}: {kind.value}; {expected}"
