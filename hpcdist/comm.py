@@ -94,6 +94,7 @@ class World:
 
 Poll = Callable[[], None]
 POLL_SLEEP_S = 0.0005
+ABORT_GRACE_S = 0.25   # seen under load: a message printed right before MPI_Abort never reached mpiexec
 
 
 def wait(request: MPI.Request, poll: Poll | None = None) -> None:
@@ -201,6 +202,7 @@ def _abort(comm: MPI.Intracomm, code: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         mpi_shm.unlink_mapped(mpi_shm.ON_EXIT)  # Abort skips MPI_Finalize, which would unlink them
+        time.sleep(ABORT_GRACE_S)   # the launcher forwards what this rank printed before it kills the job
         comm.Abort(code)
         os._exit(code)  # Abort does not return; this is belt and braces.
     return code
