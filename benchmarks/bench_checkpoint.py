@@ -66,7 +66,7 @@ def stop_mid_run(ranks: int, args: list[str], ckpt: Path, after_s: float) -> dic
     if proc.returncode != 75:
         raise SystemExit(f"expected exit 75, got {proc.returncode}: {err[-2000:]}")
     with h5py.File(ckpt) as f:
-        nodes, shards_done, shards = len(f["nodes"]), int(f.attrs["shards_done"]), int(f.attrs["shards"])
+        nodes, shards_done, shards = int(f["nodes"].attrs["count"]), int(f.attrs["shards_done"]), int(f.attrs["shards"])
     return {"signal_to_exit_s": done - sent, "bytes": ckpt.stat().st_size, "nodes": nodes, "shards_done": shards_done, "shards": shards}
 
 

@@ -40,8 +40,9 @@ def test_the_file_is_plain_hdf5_with_fletcher32_and_no_code(tmp_path):
     save(str(path), make(1))
     with h5py.File(path) as f:
         assert f.attrs["format"] == "hpcdist-checkpoint"
-        ds = f["nodes/2-0/s"]
-        assert ds.fletcher32 and ds.dtype == np.float64
+        assert list(f["nodes/level"]) == [2, 0] and list(f["nodes/index"]) == [0, 5]
+        ds = f["nodes/fields/s/data"]
+        assert ds.fletcher32 and ds.dtype == np.float64 and f["nodes/fields/s/shape"].shape == (1, 1)
     raw = path.read_bytes()
     assert raw.endswith(b"\n") and raw[-80:-65] == b"HPCDIST-SHA256:"
     assert b"pickle" not in raw and b"cnumpy" not in raw

@@ -2,7 +2,8 @@
 
 Layout (readable with h5dump): root attributes ``format``, ``generation``, ``pass_index``,
 ``fingerprint`` (JSON), ``shards``, ``shards_done``, ``complete``, ``written_utc``, ``ranks``;
-groups ``nodes/<level>-<index>/<name>`` (folded subtrees of the shard tree),
+group ``nodes`` (the folded subtrees of the shard tree as one table, one dataset per field:
+:mod:`hpcdist.checkpoint.node_table`),
 ``state/<name>`` (multi-pass state), ``results/<name>`` (a completed run kept with
 ``--keep-checkpoint``) and ``ranks/`` (per-rank progress). Arrays carry HDF5's fletcher32 filter,
 and after HDF5's end of file a one-line trailer ``HPCDIST-SHA256:<hex>`` holds the SHA-256 of every
@@ -30,10 +31,11 @@ from hpcdist import atomic, h5values
 from hpcdist.errors import UserError
 from hpcdist.filekind import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_TRAILER as _TRAILER
 from hpcdist.h5image import hdf5_bytes
+from hpcdist.checkpoint.node_table import read_nodes, write_nodes
 from hpcdist.tree import count_under
-from hpcdist.partials import Node, from_items, items
+from hpcdist.partials import Node
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: nodes as one table (a group per node, format 1, grew with the rank count)
 _BARE = "_"   # dataset name of a partial that is a bare array
 
 
@@ -119,8 +121,8 @@ def read(path: str) -> Checkpoint:
             if f.attrs.get("format") != FORMAT:
                 raise CorruptCheckpoint(f"not an hpcdist checkpoint (format {f.attrs.get('format')!r})")
             if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-                raise CorruptCheckpoint(f"checkpoint format version {f.attrs.get('format_version')} "
-                                        f"is not {FORMAT_VERSION}")
+                raise CorruptCheckpoint(f"checkpoint format {f.attrs.get('format_version')}, written by another "
+                                        f"hpcdist version; this one reads format {FORMAT_VERSION}")
         _check_trailer(path)
         with h5py.File(path, "r") as f:
             return _read(f)
@@ -139,9 +141,7 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["written_utc"] = ckpt.written_utc
     f.attrs["allocation"] = json.dumps(ckpt.allocation, sort_keys=True)
     f.attrs["shards_done"] = ckpt.shards_done()
-    nodes = f.create_group("nodes")
-    for level, index, partial in ckpt.nodes:
-        _write_arrays(nodes.create_group(f"{level}-{index}"), items(partial))
+    write_nodes(f.create_group("nodes"), ckpt.nodes)
     if ckpt.state is not None:
         _write_arrays(f.create_group("state"), ckpt.state.items())
     if ckpt.results is not None:
@@ -152,10 +152,7 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
 
 
 def _read(f: h5py.File) -> Checkpoint:
-    nodes = []
-    for name, group in f["nodes"].items():
-        level, index = (int(x) for x in name.split("-"))
-        nodes.append((level, index, from_items(_read_arrays(group))))
+    nodes = read_nodes(f["nodes"])
     nodes.sort(key=lambda n: n[1] << n[0])
     state = dict(_read_arrays(f["state"])) if "state" in f else None
     results = dict(_read_arrays(f["results"])) if "results" in f else None
