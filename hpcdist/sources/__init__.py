@@ -1,4 +1,5 @@
-"""Where rows come from: ``file.h5:/dataset``, ``file.npy``, ``synthetic:...`` and ``range:N``."""
+"""Where rows come from: ``file.h5:/dataset``, ``file.npy``, ``synthetic:...`` and ``range:N``; a glob
+or ``@list`` in the file part makes many files one input (:mod:`hpcdist.sources.multi`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from hpcdist.errors import UserError
 from hpcdist.params import _parse_int
 from hpcdist.sources.base import Source
 from hpcdist.sources.hdf5 import HDF5Source
+from hpcdist.sources.multi import MultiSource, expand, is_many
 from hpcdist.sources.npy import NpySource
 from hpcdist.sources.synthetic import RangeSource, SyntheticSource
 
@@ -25,9 +27,13 @@ def open_source(spec: str) -> Source:
             return RangeSource(_parse_int(text))
         except ValueError:
             raise UserError(f"{spec}: expected range:N with N a whole number") from None
-    if spec.endswith(".npy"):
+    if spec.endswith(".npy") or (spec.startswith("@") and ":/" not in spec):
+        if is_many(spec):      # 'dir/part-*.npy' or '@files.txt': many files, one input
+            return MultiSource(spec, expand(spec, spec), NpySource)
         return NpySource(spec)
     path, dataset = split_hdf5_spec(spec)
+    if is_many(path):          # 'dir/part-*.h5:/x' or '@files.txt:/x'
+        return MultiSource(spec, expand(path, spec), lambda p: HDF5Source(p, dataset))
     return HDF5Source(path, dataset)
 
 
