@@ -192,53 +192,72 @@ def point_from_runs(p: int, facts: Mapping[str, Any], warm: list[dict], runs: li
 
 def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
     """Every rank of ``comm``: run the study; rank 0 returns the record (others None)."""
-    from mpi4py import MPI
-
-    from hpcdist.job import load_job
-    from hpcdist.params import params_json, resolve_params
-    from hpcdist.options import CHECKPOINT_EVERY_S, RunOptions
     from hpcdist.comm import World
+    from hpcdist.job import load_job
+    from hpcdist.params import resolve_params
 
-    rank, size = comm.Get_rank(), comm.Get_size()
+    rank = comm.Get_rank()
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     lead = (lambda text: say(text)) if rank == 0 else (lambda text: None)
     w = World(comm)
     w.agree(lambda: load_job(opts.job_path) and None)
     job = load_job(opts.job_path)
+    kind, plans = w.agree(lambda: _plan(opts, job, comm.Get_size()))
+    machine_load = quiet.start_load(opts.max_load, opts.wait_quiet, opts.wait_load, say) if rank == 0 else None
+    _make_data(opts, kind, plans, comm, say)
+    params = resolve_params(job.params, opts.params, job.name)
+    start_date = machine.now_utc()
+    launch = machine.launch_facts(comm, opts.cores)
+    tmp = comm.bcast(tempfile.mkdtemp(prefix=".bench-tmp-", dir=opts.out) if rank == 0 else None, root=0)
+    subs = _sub_worlds(comm, [p for p, _, _ in plans])
+    facts = {p: (machine.launch_facts(s, opts.cores) if s is not None else None) for p, s in subs.items()}
+    try:
+        warm, stream_at, allred_at = _warm_up_and_limits(opts, job, plans, subs, comm, tmp, lead)
+        runs, loads = _timed_rounds(opts, job, plans, subs, comm, tmp, lead)
+    finally:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for sub in subs.values():
+        if sub is not None:
+            sub.Free()
+    if rank != 0:
+        return None
+    points = [point_from_runs(p, facts[p], warm[p], runs[p], stream_at.get(p), allred_at.get(p)) for p in subs]
+    return _record(opts, job, kind, params, points, start_date, launch, machine_load, loads)
+
+
+def _plan(opts: StudyOptions, job, size: int) -> tuple[str, list[tuple[int, str, int]]]:
+    """Rank 0: the data kind and, per rank count, (ranks, input spec, rows); bad options are UserErrors."""
+    from hpcdist.params import resolve_params
+
     too_big = [p for p in opts.ranks if p > size]
+    if too_big:
+        raise UserError(f"--ranks {','.join(map(str, too_big))}: more than the {size} rank(s) launched; launch "
+                        f"with mpiexec -n {max(too_big)} (hpcdist bench report composes separate launches)")
+    if opts.repeat < 1 or opts.warmup < 0:
+        raise UserError(f"--repeat must be >= 1 and --warmup >= 0, got {opts.repeat}, {opts.warmup}")
+    params = resolve_params(job.params, opts.params, job.name)
+    kind = data_kind(job, params, opts.data)
+    try:
+        os.makedirs(opts.out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {opts.out}: cannot create the directory ({exc.strerror})") from None
+    plans = []
+    for p in opts.ranks:
+        if opts.kind == "strong" and opts.input:
+            plans.append((p, opts.input, 0))
+            continue
+        rows = opts.rows if opts.kind == "strong" else opts.rows_per_rank * p
+        if rows is None or rows < 1:
+            raise UserError("--rows must be >= 1" if opts.kind == "strong" else "--rows-per-rank must be >= 1")
+        plans.append((p, input_spec(kind, rows, opts.cols, opts.data_dir), rows))
+    return kind, plans
 
-    def decide() -> tuple[str, list[tuple[int, str, int]]]:
-        if too_big:
-            raise UserError(f"--ranks {','.join(map(str, too_big))}: more than the {size} rank(s) launched; launch "
-                            f"with mpiexec -n {max(too_big)} (hpcdist bench report composes separate launches)")
-        if opts.repeat < 1 or opts.warmup < 0:
-            raise UserError(f"--repeat must be >= 1 and --warmup >= 0, got {opts.repeat}, {opts.warmup}")
-        params = resolve_params(job.params, opts.params, job.name)
-        kind = data_kind(job, params, opts.data)
-        try:
-            os.makedirs(opts.out, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--out {opts.out}: cannot create the directory ({exc.strerror})") from None
-        plans = []
-        for p in opts.ranks:
-            if opts.kind == "strong":
-                if opts.input:
-                    plans.append((p, opts.input, 0))
-                    continue
-                rows = opts.rows
-            else:
-                rows = opts.rows_per_rank * p
-            if rows is None or rows < 1:
-                raise UserError("--rows must be >= 1" if opts.kind == "strong" else "--rows-per-rank must be >= 1")
-            plans.append((p, input_spec(kind, rows, opts.cols, opts.data_dir), rows))
-        return kind, plans
 
-    kind, plans = w.agree(decide)
-    # the data, made once by rank 0 (the others sleep meanwhile)
-    if rank == 0:
-        machine_load = quiet.start_load(opts.max_load, opts.wait_quiet, opts.wait_load, say)
+def _make_data(opts: StudyOptions, kind: str, plans: list[tuple[int, str, int]], comm, say) -> None:
+    """The data, made once by rank 0 (the others sleep meanwhile); a failure ends every rank alike."""
     failure = None
-    if rank == 0 and kind == "h5" and not opts.input:
+    if comm.Get_rank() == 0 and kind == "h5" and not opts.input:
         try:
             for _, spec, rows in plans:
                 ensure_h5(spec, rows, opts.cols, say)
@@ -249,66 +268,78 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
     if failure:
         raise UserError(failure, agreed=True)
 
-    params = resolve_params(job.params, opts.params, job.name)
-    start_date = machine.now_utc()
-    launch = machine.launch_facts(comm, opts.cores)
-    tmp = comm.bcast(tempfile.mkdtemp(prefix=".bench-tmp-", dir=opts.out) if rank == 0 else None, root=0)
+
+def _sub_worlds(comm, counts: list[int]) -> dict[int, Any]:
+    """A sub-communicator of the first p ranks for every rank count p (None on the ranks left out)."""
+    from mpi4py import MPI
+
     subs: dict[int, Any] = {}
-    for p, _, _ in plans:
-        sub = comm.Split(0 if rank < p else MPI.UNDEFINED, rank)
+    for p in counts:
+        sub = comm.Split(0 if comm.Get_rank() < p else MPI.UNDEFINED, comm.Get_rank())
         subs[p] = sub if sub != MPI.COMM_NULL else None
-    facts = {p: (machine.launch_facts(s, opts.cores) if s is not None else None) for p, s in subs.items()}
-    run_opts = {p: RunOptions(input=spec, output=None, params=dict(opts.params), shard_rows=opts.shard_rows,
-                              checkpoint=(os.path.join(tmp, f"ckpt-p{p}.h5") if opts.checkpoint_every else None),
-                              checkpoint_every=opts.checkpoint_every or CHECKPOINT_EVERY_S, schedule=opts.schedule)
-                for p, spec, _ in plans}
+    return subs
+
+
+def _run_options(opts: StudyOptions, spec: str, p: int, tmp: str):
+    from hpcdist.options import CHECKPOINT_EVERY_S, RunOptions
+
+    return RunOptions(input=spec, output=None, params=dict(opts.params), shard_rows=opts.shard_rows,
+                      checkpoint=(os.path.join(tmp, f"ckpt-p{p}.h5") if opts.checkpoint_every else None),
+                      checkpoint_every=opts.checkpoint_every or CHECKPOINT_EVERY_S, schedule=opts.schedule)
+
+
+def _warm_up_and_limits(opts: StudyOptions, job, plans, subs, comm, tmp: str, lead):
+    """Untimed runs (numba compiles or loads its cache, the file comes into the page cache), then
+    the machine's limits at every rank count."""
+    specs = {p: spec for p, spec, _ in plans}
     warm: dict[int, list] = {p: [] for p in subs}
+    for p, sub in subs.items():
+        for _ in range(opts.warmup):
+            lead(f"hpcdist bench: {opts.kind} {job.name}: warm-up at {p} rank(s)")
+            if sub is not None:
+                warm[p].append(one_run(job, _run_options(opts, specs[p], p, tmp), sub, tmp))
+            quiet_barrier(comm)
+    stream_at, allred_at = {}, {}
+    if opts.limits:
+        for p, sub in subs.items():
+            lead(f"hpcdist bench: memory bandwidth and allreduce at {p} rank(s)")
+            if sub is not None:
+                stream_at[p] = limits.stream(sub, opts.stream_mib)
+                allred_at[p] = limits.allreduce(sub)
+            quiet_barrier(comm)
+    return warm, stream_at, allred_at
+
+
+def _timed_rounds(opts: StudyOptions, job, plans, subs, comm, tmp: str, lead):
+    """``--repeat`` rounds, rank counts interleaved (rotating order); each run notes the CPU time
+    other programs used meanwhile."""
+    specs = {p: spec for p, spec, _ in plans}
     runs: dict[int, list] = {p: [] for p in subs}
     loads = []
-    try:
-        # warm-up: numba compiles (or loads its cache), the file comes into the page cache
-        for p, sub in subs.items():
-            for _ in range(opts.warmup):
-                lead(f"hpcdist bench: {opts.kind} {job.name}: warm-up at {p} rank(s)")
-                if sub is not None:
-                    warm[p].append(one_run(job, run_opts[p], sub, tmp))
-                quiet_barrier(comm)
-        stream_at, allred_at = {}, {}
-        if opts.limits:
-            for p, sub in subs.items():
-                lead(f"hpcdist bench: memory bandwidth and allreduce at {p} rank(s)")
-                if sub is not None:
-                    stream_at[p] = limits.stream(sub, opts.stream_mib)
-                    allred_at[p] = limits.allreduce(sub)
-                quiet_barrier(comm)
-        order = list(subs)
-        for r in range(opts.repeat):
-            loads.append(quiet.loadavg())
-            turn = order[r % len(order):] + order[: r % len(order)]
-            for p in turn:
-                sub = subs[p]
-                before = comm.gather(quiet.snapshot(), root=0)      # the others' CPU time meanwhile
-                res = one_run(job, run_opts[p], sub, tmp) if sub is not None else {}
-                quiet_barrier(comm)
-                after = comm.gather(quiet.snapshot(), root=0)
-                if res:
-                    others = quiet.others_cpu_s(before, after)
-                    res.update(foreign_cpu_s=others["foreign_cpu_s"], disturbed=others["disturbed"])
-                    runs[p].append(res)
-                    lead(f"hpcdist bench: round {r + 1}/{opts.repeat}: {p} rank(s): {res['time_s']:.3f} s "
-                         f"(read {res['read_s']:.3f}, compute {res['compute_s']:.3f}, "
-                         f"reduce {res['reduce_s']:.4f})" + (f"; disturbed: others used "
-                                                            f"{res['foreign_cpu_s']:.2f} cpu-s" if res["disturbed"]
-                                                            else ""))
-    finally:
-        if rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-    for sub in subs.values():
-        if sub is not None:
-            sub.Free()
-    if rank != 0:
-        return None
-    points = [point_from_runs(p, facts[p], warm[p], runs[p], stream_at.get(p), allred_at.get(p)) for p in subs]
+    order = list(subs)
+    for r in range(opts.repeat):
+        loads.append(quiet.loadavg())
+        for p in order[r % len(order):] + order[: r % len(order)]:
+            sub = subs[p]
+            before = comm.gather(quiet.snapshot(), root=0)
+            res = one_run(job, _run_options(opts, specs[p], p, tmp), sub, tmp) if sub is not None else {}
+            quiet_barrier(comm)
+            after = comm.gather(quiet.snapshot(), root=0)
+            if res:
+                others = quiet.others_cpu_s(before, after)
+                res.update(foreign_cpu_s=others["foreign_cpu_s"], disturbed=others["disturbed"])
+                runs[p].append(res)
+                lead(f"hpcdist bench: round {r + 1}/{opts.repeat}: {p} rank(s): {res['time_s']:.3f} s "
+                     f"(read {res['read_s']:.3f}, compute {res['compute_s']:.3f}, reduce {res['reduce_s']:.4f})"
+                     + (f"; disturbed: others used {res['foreign_cpu_s']:.2f} cpu-s" if res["disturbed"] else ""))
+    return runs, loads
+
+
+def _record(opts: StudyOptions, job, kind: str, params, points, start_date, launch, machine_load, loads
+            ) -> dict[str, Any]:
+    """The study's JSON record (schema in benchmarks/README.md)."""
+    from hpcdist.params import params_json
+
     digests = {pt["result_sha256"] for pt in points}
     return {
         "schema": SCHEMA_ID,
@@ -339,6 +370,3 @@ def study(opts: StudyOptions, comm, say=None) -> dict[str, Any] | None:
         "same_bits_at_every_rank_count": (len(digests) == 1) if opts.kind == "strong" else None,
         "points": points,
     }
-
-
-
