@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
 
+    from hpcdist.compile import add_compile_parser  # hpcdist compile JOB.py (fills numba's cache)
+    add_compile_parser(sub)
     from hpcdist.slurm.cli import add_slurm_parser  # hpcdist slurm render|submit (hpcdist/slurm/)
     add_slurm_parser(sub)
     from hpcdist.bench.cli import add_bench_parser  # hpcdist bench strong|weak|report|compare (hpcdist/bench/)

@@ -37,6 +37,7 @@ from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.sources import Source, open_source
 from hpcdist.timings import RankProgress, RankTimings
 from hpcdist.tree import Fold, shards_under
+from hpcdist.warmup import warm_up
 
 __all__ = ["Interrupted", "RunOptions", "RunReport", "run"]
 
@@ -97,13 +98,13 @@ class _Passes:
     def run(self, stop: StopFlag) -> RunReport:
         """Every pass; rank 0 returns the results and the output attributes."""
         self.state = self._initial_state()
-        self.timings.compile_s = _warm_up(self.job, self.source, replace(self.base, state=self.state), self.world)
         cadence = (Cadence(self.options.checkpoint_every, self.options.checkpoint_every_shards)
                    if self.options.checkpoint else None)
         writer = self._write_snapshot if self.writer is not None else None
         control = Control(self.world, stop, cadence, writer)
         for pass_index in range(self.resume.pass_index, MAX_PASSES):
             ctx = replace(self.base, pass_index=pass_index, state=self.state)
+            self.timings.compile_s += warm_up(self.job, self.source, ctx).seconds   # no rank waits if cached
             root = self._one_pass(ctx, control)
             everyone = control.end_pass(self.timings)
             report = self._finish_pass(root, ctx, control, everyone)
@@ -252,23 +253,6 @@ class _Passes:
             passes=passes, timings=everyone, elapsed_s=self.world.wtime() - self.start,
             shards_resumed=shards_resumed, checkpoint_s=writer.seconds if writer else 0.0,
             checkpoints=writer.writes if writer else 0))
-
-
-def _warm_up(job: Job, source: Source, base: ShardContext, world: World) -> float:
-    """Compile the job's kernels on a tiny shard, one rank per node first, so the others load
-    numba's cache instead of all compiling the same kernel at once. Returns this rank's seconds."""
-    rows = min(source.rows, 16)
-    tiny = source.read(0, rows, source.empty(rows))
-    ctx = replace(base, index=0, start=0, stop=rows)
-    elapsed = 0.0
-    for turn in (0, 1):
-        if (world.node_rank == 0) == (turn == 0):
-            t = time.perf_counter()
-            job.map(tiny, ctx)
-            elapsed = time.perf_counter() - t
-        if world.node_size > 1:
-            world.node_comm.Barrier()
-    return elapsed
 
 
 def _sampler(source: Source):
