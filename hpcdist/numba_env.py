@@ -3,8 +3,9 @@
 - Threads: each rank would start one numba thread per core, oversubscribing the node under MPI, so
   each rank gets ``cores / ranks-on-this-node`` threads unless ``NUMBA_NUM_THREADS`` is set.
 - Cache: ``cache=True`` kernels compile once per machine into one directory the ranks share
-  (``NUMBA_CACHE_DIR``, default ``~/.cache/hpcdist/numba``); the runtime lets one rank per node
-  compile first so the others load the cache instead of compiling the same kernel at once.
+  (``NUMBA_CACHE_DIR``, default ``~/.cache/hpcdist/numba``): every rank loads it at once, and on a
+  miss one process per cache directory compiles while the others wait to load its result
+  (:mod:`hpcdist.warmup`; ``hpcdist compile JOB.py`` fills it ahead of a run).
 """
 
 from __future__ import annotations

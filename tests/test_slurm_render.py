@@ -124,6 +124,7 @@ def test_values_are_shell_quoted_and_sbatch_lines_come_first(capsys, monkeypatch
 def srun_words(script: str, cwd: Path) -> list[str]:
     """What the script would hand to srun, running it with bash (no Slurm) from ``cwd``."""
     fake = script.replace('srun --mpi="$HPCDIST_MPI" ', "printf '%s\\n' ").replace('command -v "$HPCDIST"', "true")
+    fake = fake.replace("srun --mpi=none ", "true ")     # the per-node steps before the run (compile)
     proc = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=10, cwd=cwd,
                           env={"PATH": os.environ["PATH"]})
     assert proc.returncode == 0, proc.stderr
@@ -305,3 +306,25 @@ def test_scripts_refuse_a_wrong_setup_before_srun(script, env, message, tmp_path
                           cwd=tmp_path, env={"PATH": os.environ["PATH"], "HPCDIST": "true", **env})
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("case", ["run-everything", "requeue", "array"])
+def test_numba_s_cache_is_filled_once_per_node_with_the_run_s_input_and_params_before_the_run(
+        case, capsys, monkeypatch, tmp_path):
+    text = render(CASES[case], capsys, monkeypatch).replace(CHECKOUT, str(ROOT))
+    fake = (text.replace("srun --mpi=none ", "printf 'compile step:'; printf ' <%s>' ")
+                .replace('srun --mpi="$HPCDIST_MPI" ', "echo; echo run step; true ")
+                .replace('command -v "$HPCDIST"', "true"))
+    proc = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=10, cwd=tmp_path,
+                          env={"PATH": os.environ["PATH"], "SLURM_JOB_NUM_NODES": "8", "SLURM_ARRAY_TASK_ID": "1"})
+    assert proc.returncode == 0, proc.stderr
+    compile_line, run_line = proc.stdout.splitlines()[:2]
+    assert run_line == "run step"
+    words = compile_line.removeprefix("compile step: ").split(" ")
+    assert words[:3] == ["<--nodes=8>", "<--ntasks=8>", "<--ntasks-per-node=1>"]    # one task per node
+    assert words[3].endswith("/hpcdist>") and words[4:6] == ["<compile>", f"<{ROOT}/jobs/stats.py>"]
+    expected = {"run-everything": ["<--input>", "</scratch/big", "data.h5:/particles/energy>", "<--param>",
+                                   "<bins=128>", "<--param>", "<lo=-5>", "<--param>", "<hi=5>"],
+                "requeue": ["<--input>", "</scratch/big.h5:/x>"],
+                "array": ["<--param>", "<bins=32>", "<--input>", "</scratch/run2.h5:/particles/energy>"]}[case]
+    assert words[6:] == expected, words
