@@ -14,6 +14,10 @@ dimensions), ``default_input(params) -> str`` (a source spec so the job runs wit
 ``VARIABLE_LENGTH`` (names of partial arrays whose first axis may differ between shards; every
 other array keeps the first partial's dtype and shape) and, for multi-pass jobs,
 ``init(ctx) -> state`` and ``update(state, partial, ctx) -> (state, done)``.
+
+A job that writes row datasets defines ``transform(shard, ctx) -> {name: rows}`` and declares
+``OUTPUTS = {name: hpcdist.sinks.Output(rows="same" | "filter")}``; its map/combine/finalize are
+then optional (see docs/writing.md and :mod:`hpcdist.sinks`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Callable, Mapping
 
 from hpcdist.errors import UserError
 from hpcdist.params import Param
+from hpcdist.sinks.declare import Output, parse_outputs
 
 _REQUIRED = ("map", "combine", "finalize")
 
@@ -49,6 +54,8 @@ class Job:
     init: Callable[..., Any] | None = None
     update: Callable[..., Any] | None = None
     variable_length: tuple[str, ...] = ()
+    transform: Callable[..., Any] | None = None
+    outputs: Mapping[str, Output] | None = None
 
     @property
     def multipass(self) -> bool:
@@ -63,7 +70,9 @@ def load_job(path: str) -> Job:
     with open(path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
     module = _import_file(path)
-    missing = [name for name in _REQUIRED if not callable(getattr(module, name, None))]
+    transform = getattr(module, "transform", None)
+    outputs = parse_outputs(getattr(module, "OUTPUTS", None), callable(transform), path)
+    missing = [name for name in _REQUIRED if not callable(getattr(module, name, None)) and not outputs]
     if missing:
         raise UserError(f"{path}: not a job: missing function(s) {', '.join(missing)}")
     init, update = getattr(module, "init", None), getattr(module, "update", None)
@@ -81,16 +90,23 @@ def load_job(path: str) -> Job:
         path=os.path.abspath(path),
         source_sha256=digest,
         params=dict(params),
-        map=module.map,
-        combine=module.combine,
-        finalize=module.finalize,
+        map=getattr(module, "map", _no_partial),
+        combine=getattr(module, "combine", _no_partial),
+        finalize=getattr(module, "finalize", _no_partial),
         default_input=getattr(module, "default_input", None),
         input_ndim=tuple(ndim) if ndim is not None else None,
         check=getattr(module, "check", None),
         init=init,
         update=update,
         variable_length=tuple(varying),
+        transform=transform if outputs else None,
+        outputs=outputs or None,
     )
+
+
+def _no_partial(*_: Any) -> dict:
+    """map/combine/finalize of a job that only writes rows: nothing to reduce."""
+    return {}
 
 
 def _import_file(path: str) -> ModuleType:

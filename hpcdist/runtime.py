@@ -33,6 +33,7 @@ from hpcdist.record import RunFacts, RunOutcome, run_attributes
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist.resume import CheckpointFinder, ResumePoint
 from hpcdist.shards import plan_shards
+from hpcdist.sinks import phases as rows_out
 from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.sources import Source, open_source
 from hpcdist.timings import RankProgress, RankTimings
@@ -68,9 +69,12 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
         facts = RunFacts(job, params, source, plan, world.size, nodes_in_world)
         fp = fingerprint(job, params_json(params), source.describe(), plan.shards, plan.shard_rows,
                          hpcdist.__version__)
+        job, sink = rows_out.attach(job, options.output, source, plan, fp, bool(options.checkpoint))
+        facts = replace(facts, job=job)
         finder = CheckpointFinder(options, fp)
         resume = world.agree(finder.find)
         passes = _Passes(facts, options, world, resume, finder.loaded, fp, start)
+        passes.sink = sink
         if resume.complete:
             return passes.from_complete()
         if stop is not None:
@@ -83,6 +87,8 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
 
 class _Passes:
     """The passes of one run on this rank."""
+
+    sink: Any = None     # the rows this rank writes (hpcdist.sinks), for a job with OUTPUTS
 
     def __init__(self, facts: RunFacts, options: RunOptions, world: World, resume: ResumePoint,
                  loaded: Any, fp: dict[str, Any], start: float) -> None:
@@ -146,7 +152,7 @@ class _Passes:
         todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
         layouts = LayoutCheck(display_path(job.path), job.variable_length)   # fixed by the first partial
         fold = Fold(plan.shards, job.combine, layouts)
-        control.begin_pass(ctx.pass_index, lambda: fold.nodes + restored)
+        control.begin_pass(ctx.pass_index, lambda: rows_out.synced(self.sink, fold.nodes + restored))
         buf = self.source.empty(min(plan.shard_rows, plan.rows))
         clock.schedule = schedule.resolve(self.options.schedule, world.size)
         started, busy = time.perf_counter(), 0.0
@@ -167,6 +173,7 @@ class _Passes:
                 busy += t2 - t0
                 control.after_shard(t2 - t0)
             shards_of.close(control.poll)     # every rank done mapping (ranks waiting keep polling)
+            rows_out.sync(self.sink)          # written rows durable before this rank's partial leaves
         except BaseException:
             shards_of.abandon()
             raise
@@ -238,7 +245,7 @@ class _Passes:
         if not self.options.output:
             return None
         try:
-            write_result(self.options.output, results, attrs)
+            rows_out.deliver(self.sink, self.options.output, lambda path: write_result(path, results, attrs))
         except WriteFailed as exc:
             return str(exc)
         return None
