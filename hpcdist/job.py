@@ -15,6 +15,10 @@ dimensions), ``default_input(params) -> str`` (a source spec so the job runs wit
 other array keeps the first partial's dtype and shape) and, for multi-pass jobs,
 ``init(ctx) -> state`` and ``update(state, partial, ctx) -> (state, done)``.
 
+A keyed job (reduce by key, docs/keyed.md) defines ``map_keyed(shard, ctx) -> (keys int64[n],
+{name: array[n, ...]})`` (keys unique within the shard) instead of ``map``; its ``combine`` and
+``finalize`` then take arrays whose first axis is the keys.
+
 A job that writes row datasets defines ``transform(shard, ctx) -> {name: rows}`` and declares
 ``OUTPUTS = {name: hpcdist.sinks.Output(rows="same" | "filter")}``; its map/combine/finalize are
 then optional (see docs/writing.md and :mod:`hpcdist.sinks`).
@@ -37,6 +41,11 @@ from hpcdist.sinks.declare import Output, parse_outputs
 _REQUIRED = ("map", "combine", "finalize")
 
 
+def _required(module: Any) -> tuple[str, ...]:
+    """A keyed job's ``map_keyed`` stands in for ``map``."""
+    return _REQUIRED[1:] if callable(getattr(module, "map_keyed", None)) else _REQUIRED
+
+
 @dataclass(frozen=True)
 class Job:
     """A loaded job: its functions, declared params and identity (name, path, source hash)."""
@@ -54,8 +63,13 @@ class Job:
     init: Callable[..., Any] | None = None
     update: Callable[..., Any] | None = None
     variable_length: tuple[str, ...] = ()
+    map_keyed: Callable[..., Any] | None = None
     transform: Callable[..., Any] | None = None
     outputs: Mapping[str, Output] | None = None
+
+    @property
+    def keyed(self) -> bool:
+        return self.map_keyed is not None
 
     @property
     def multipass(self) -> bool:
@@ -72,7 +86,7 @@ def load_job(path: str) -> Job:
     module = _import_file(path)
     transform = getattr(module, "transform", None)
     outputs = parse_outputs(getattr(module, "OUTPUTS", None), callable(transform), path)
-    missing = [name for name in _REQUIRED if not callable(getattr(module, name, None)) and not outputs]
+    missing = [name for name in _required(module) if not callable(getattr(module, name, None)) and not outputs]
     if missing:
         raise UserError(f"{path}: not a job: missing function(s) {', '.join(missing)}")
     init, update = getattr(module, "init", None), getattr(module, "update", None)
@@ -99,6 +113,7 @@ def load_job(path: str) -> Job:
         init=init,
         update=update,
         variable_length=tuple(varying),
+        map_keyed=getattr(module, "map_keyed", None) if callable(getattr(module, "map_keyed", None)) else None,
         transform=transform if outputs else None,
         outputs=outputs or None,
     )

@@ -24,6 +24,7 @@ from hpcdist.control import Cadence, Control, Interrupted
 from hpcdist.errors import JobError, UserError, WriteFailed
 from hpcdist.failures import display_path
 from hpcdist.job import Job
+from hpcdist.keyed.run import run_keyed
 from hpcdist.options import RunOptions
 from hpcdist.output import write_result
 from hpcdist.params import params_json, resolve_params
@@ -67,6 +68,8 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
     try:
         plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows)
         facts = RunFacts(job, params, source, plan, world.size, nodes_in_world)
+        if job.keyed:
+            return run_keyed(facts, options, world, start)   # reduce by key: hpcdist/keyed/
         fp = fingerprint(job, params_json(params), source.describe(), plan.shards, plan.shard_rows,
                          hpcdist.__version__)
         job, sink = rows_out.attach(job, options.output, source, plan, fp, bool(options.checkpoint))

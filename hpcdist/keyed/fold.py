@@ -1,0 +1,129 @@
+"""Keyed partials and their merge: why a key's result has the same bits at any rank count.
+
+A keyed partial is a dict ``{KEYS: int64[n] (sorted, unique), name: array[n, ...]}``. Merging two
+(``a`` covers earlier shards than ``b``) applies the job's ``combine`` to the keys both hold (one
+vectorised call, rows aligned) and copies the keys only one side holds. So each key is folded over
+the fixed shard tree of :mod:`hpcdist.tree` restricted to the shards where it appears: an empty
+subtree passes the other child through. Which rank holds a node, and which other keys share a
+call, never changes the floating-point operations done for a key (combine is elementwise).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from hpcdist.errors import JobError
+from hpcdist.partials import Node
+from hpcdist.tree import height, span
+
+KEYS = "__keys__"
+Keyed = dict[str, np.ndarray]
+Combine = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+def keyed_leaf(value: object, where: str) -> Keyed:
+    """``map_keyed``'s ``(keys, {name: array[n, ...]})`` as a keyed partial, sorted by key.
+
+    A key seen twice in one shard, or arrays not aligned with the keys, is the job's bug."""
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping)):
+        raise JobError(f"{where}: map_keyed must return (keys, {{name: array}}), got {type(value).__name__}")
+    keys = np.asarray(value[0])
+    if keys.ndim != 1 or keys.dtype.kind not in "iu":
+        raise JobError(f"{where}: map_keyed keys must be a 1-D integer array, got {keys.dtype} {keys.shape}")
+    keys = keys.astype(np.int64, copy=False)
+    out: Keyed = {}
+    for name, arr in value[1].items():
+        arr = np.asarray(arr)
+        if not isinstance(name, str) or not name or name == KEYS or arr.ndim < 1 or len(arr) != len(keys):
+            raise JobError(f"{where}: map_keyed partial {name!r} must be an array with one row per key "
+                           f"({len(keys)}), got shape {arr.shape}")
+        if arr.dtype.kind not in "biufc":
+            raise JobError(f"{where}: map_keyed partial {name!r} must be numeric, got {arr.dtype}")
+        out[name] = arr
+    order = None if _strictly_increasing(keys) else np.argsort(keys, kind="stable")
+    if order is not None:
+        keys = keys[order]
+        if len(keys) > 1 and not np.all(keys[1:] > keys[:-1]):
+            raise JobError(f"{where}: map_keyed keys must be unique within a shard")
+        out = {name: arr[order] for name, arr in out.items()}
+    else:
+        out = {name: np.array(arr) for name, arr in out.items()}   # never a view of the shard buffer
+    return {KEYS: np.array(keys), **out}
+
+
+def _strictly_increasing(keys: np.ndarray) -> bool:
+    return len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1]))
+
+
+def take(partial: Mapping[str, np.ndarray], index: np.ndarray | slice) -> Keyed:
+    """The rows ``index`` of every array (keys included)."""
+    return {name: arr[index] for name, arr in partial.items()}
+
+
+def empty_like(partial: Mapping[str, np.ndarray]) -> Keyed:
+    """No keys, the same names, dtypes and trailing shapes."""
+    return take(partial, slice(0, 0))
+
+
+def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
+    """The merge of two keyed partials with the job's ``combine`` (for :class:`hpcdist.tree.Fold`)."""
+    def merge(a: Keyed, b: Keyed) -> Keyed:
+        ka, kb = a[KEYS], b[KEYS]
+        if len(kb) == 0:
+            return a
+        if len(ka) == 0:
+            return b
+        keys = np.union1d(ka, kb)
+        ia, ib = np.searchsorted(keys, ka), np.searchsorted(keys, kb)
+        both_a = np.isin(ka, kb, assume_unique=True)
+        both_b = np.isin(kb, ka, assume_unique=True)
+        out: Keyed = {KEYS: keys}
+        for name in a:
+            if name == KEYS:
+                continue
+            arr = np.empty((len(keys),) + a[name].shape[1:], dtype=a[name].dtype)
+            arr[ia] = a[name]
+            arr[ib] = b[name]
+            out[name] = arr
+        if both_a.any():
+            both = combine(_values(take(a, both_a)), _values(take(b, both_b)))
+            where = ia[both_a]
+            for name in out:
+                if name != KEYS:
+                    if name not in both:
+                        raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
+                    out[name][where] = both[name]
+        return out
+    return merge
+
+
+def _values(partial: Keyed) -> Keyed:
+    return {name: arr for name, arr in partial.items() if name != KEYS}
+
+
+def fold_nodes(nodes: Iterable[Node], shards: int, merge: Callable[[Keyed, Keyed], Keyed]) -> Keyed | None:
+    """The tree's root over disjoint nodes given in any order; an absent subtree is empty.
+
+    An owner rank receives only the node slices that hold its keys, so holes are normal: a node
+    with one empty child is its other child, exactly as in the full tree. None: no node at all."""
+    held = {(level, index): partial for level, index, partial in nodes}
+    if not held:
+        return None
+    starts = sorted((span(lv, ix, shards)[0], lv, ix) for lv, ix in held)
+    firsts = np.array([s for s, _, _ in starts], dtype=np.int64)
+
+    def value(level: int, index: int) -> Keyed | None:
+        if (level, index) in held:
+            return held[(level, index)]
+        first, stop = span(level, index, shards)
+        lo = int(np.searchsorted(firsts, first))
+        if level == 0 or lo == len(firsts) or firsts[lo] >= stop:
+            return None
+        left, right = value(level - 1, 2 * index), value(level - 1, 2 * index + 1)
+        if left is None or right is None:
+            return left if right is None else right
+        return merge(left, right)
+
+    return value(height(shards), 0)

@@ -1,0 +1,194 @@
+"""The keyed pass, top to bottom: map (any schedule) -> fold per key -> shuffle -> finalize -> write.
+
+1. Each rank maps its shards (static or dynamic schedule) with ``map_keyed`` and folds the keyed
+   leaves into O(log S) tree nodes (:class:`hpcdist.tree.Fold` with the keyed merge).
+2. A bad key on any rank (``UserError`` from map_keyed) is agreed after the map phase: the lowest
+   shard's message, one line, exit 2 on every rank.
+3. Splitters from a sample of every rank's keys; the node slices go to their owners in bounded
+   ``Alltoallv`` rounds (:mod:`.shuffle`); each owner folds what it got over the same tree.
+4. Each owner finalizes its (sorted) keys and writes them at their offset in the result file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcdist import schedule
+from hpcdist.comm import World
+from hpcdist.context import ShardContext
+from hpcdist.errors import JobError, UserError
+from hpcdist.failures import display_path
+from hpcdist.keyed.fold import KEYS, Keyed, empty_like, fold_nodes, keyed_combine, keyed_leaf
+from hpcdist.keyed.partition import local_sample, splitters
+from hpcdist.keyed.rounds import DEFAULT_ROUND_BYTES
+from hpcdist.keyed.shuffle import ShuffleStats, shuffle
+from hpcdist.keyed.write import agree_layout, write_keyed
+from hpcdist.options import RunOptions
+from hpcdist.record import RunFacts, RunOutcome, run_attributes
+from hpcdist.timings import RankTimings
+from hpcdist.tree import Fold
+
+ROUND_BYTES_ENV = "HPCDIST_SHUFFLE_ROUND_BYTES"
+
+
+def round_bytes() -> int:
+    """The most bytes one shuffle round moves per rank (env ``HPCDIST_SHUFFLE_ROUND_BYTES``)."""
+    text = os.environ.get(ROUND_BYTES_ENV, "")
+    try:
+        value = int(text) if text else DEFAULT_ROUND_BYTES
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{ROUND_BYTES_ENV} must be a positive number of bytes, got {text!r}", agreed=True)
+    return value
+
+
+def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float) -> Any:
+    """One keyed run on every rank; rank 0 returns the results (without --output) and attributes."""
+    from hpcdist.runtime import RunReport     # the runtime calls this module: import at call time
+
+    job = facts.job
+    if options.checkpoint:
+        raise UserError(f"{job.name}: --checkpoint is not supported for keyed jobs (map_keyed) yet; "
+                        f"run without it", agreed=True)
+    rounds_limit = round_bytes()
+    base = ShardContext(params=facts.params, rows=facts.source.rows, row_shape=facts.source.row_shape,
+                        dtype=facts.source.dtype)
+    clock = RankTimings()
+    merge = keyed_combine(job.combine)
+    template = _warm_up(facts, base, clock)
+    fold, failure = _map_phase(facts, options, world, base, merge, clock)
+    _agree_failure(world, failure)
+    t = time.perf_counter()
+    nodes = fold.nodes
+    cuts = _cuts(world.comm, nodes)
+    got, stats = shuffle(world.comm, nodes, cuts, rounds_limit)
+    del nodes, fold
+    mine = fold_nodes(got, facts.plan.shards, merge)
+    template = _agree_template(world, template, mine)
+    partial = mine if mine is not None else empty_like(template)
+    clock.reduce_s += time.perf_counter() - t
+    results = _finalize(job, partial, replace(base, state=None))
+    layout = agree_layout(world.comm, results, display_path(job.path))
+    everyone = [RankTimings.from_json(j) for j in world.comm.allgather(clock.to_json())]
+    nkeys = world.comm.allreduce(len(partial[KEYS]))
+    attrs = run_attributes(facts, RunOutcome(passes=1, timings=everyone, elapsed_s=world.wtime() - start,
+                                             shards_resumed=0))
+    attrs.update(_shuffle_attrs(world, stats, nkeys, rounds_limit))
+    gathered = None
+    if options.output:
+        write_keyed(world.comm, options.output, results, layout, attrs)
+    else:
+        gathered = _gather(world.comm, results)
+    return RunReport(results=gathered, attrs=attrs if world.rank == 0 else {}, shards_here=clock.shards)
+
+
+def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings) -> Keyed | None:
+    """Compile on a tiny shard; its partial (no keys) is the layout of an owner without keys."""
+    rows = min(facts.source.rows, 16)
+    tiny = facts.source.read(0, rows, facts.source.empty(rows))
+    t = time.perf_counter()
+    try:
+        leaf = keyed_leaf(facts.job.map_keyed(tiny, replace(base, index=0, start=0, stop=rows)), "warm-up")
+    except UserError:
+        return None                     # the map phase meets the same rows and says so
+    finally:
+        clock.compile_s += time.perf_counter() - t
+    return empty_like(leaf)
+
+
+def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardContext, merge: Any,
+               clock: RankTimings) -> tuple[Fold, tuple[int, str] | None]:
+    job, plan, source = facts.job, facts.plan, facts.source
+    fold = Fold(plan.shards, merge)
+    failure: tuple[int, str] | None = None
+    buf = source.empty(min(plan.shard_rows, plan.rows))
+    clock.schedule = schedule.resolve(options.schedule, world.size)
+    shards_of = schedule.open_schedule(clock.schedule, range(plan.shards), world.rank, world.size, world.comm)
+    where = display_path(job.path)
+    try:
+        for shard in shards_of:
+            if failure is not None:
+                continue                # keep claiming (dynamic) so every rank ends the phase together
+            first_row, stop = plan.bounds(shard)
+            t0 = time.perf_counter()
+            data = source.read(first_row, stop, buf)
+            t1 = time.perf_counter()
+            try:
+                out = job.map_keyed(data, replace(base, index=shard, start=first_row, stop=stop))
+            except UserError as exc:
+                failure = (shard, str(exc))
+                continue
+            fold.add_leaf(shard, keyed_leaf(out, f"{where}: map_keyed (shard {shard})"))
+            t2 = time.perf_counter()
+            clock.shards += 1
+            clock.read_s += t1 - t0
+            clock.compute_s += t2 - t1
+        shards_of.close(None)
+    except BaseException:
+        shards_of.abandon()
+        raise
+    clock.claims += shards_of.claims
+    clock.steals += shards_of.steals
+    return fold, failure
+
+
+def _agree_failure(world: World, failure: tuple[int, str] | None) -> None:
+    """A bad input found by any rank ends every rank with the lowest shard's message."""
+    found = [f for f in world.comm.allgather(failure) if f is not None]
+    if found:
+        raise UserError(min(found)[1], agreed=True)
+
+
+def _cuts(comm: MPI.Intracomm, nodes: list) -> np.ndarray:
+    keys = np.unique(np.concatenate([n[2][KEYS] for n in nodes])) if nodes else np.zeros(0, np.int64)
+    sample = local_sample(keys)
+    weight = np.full(len(sample), len(keys) / max(1, len(sample)))
+    samples = np.concatenate(comm.allgather(sample))
+    weights = np.concatenate(comm.allgather(weight))
+    return splitters(samples, weights, comm.Get_size())
+
+
+def _agree_template(world: World, template: Keyed | None, mine: Keyed | None) -> Keyed:
+    """The layout of an empty partial (an owner with no key): this rank's warm-up partial. Every
+    rank has one once no bad key was found (the warm-up maps the first rows, which hold a key)."""
+    if template is None and mine is not None:
+        template = empty_like(mine)
+    if template is None:
+        raise JobError("map_keyed gave no partial on the first rows: no layout for an owner without keys")
+    return template
+
+
+def _finalize(job: Any, partial: Keyed, ctx: ShardContext) -> dict[str, np.ndarray]:
+    keys = partial[KEYS]
+    values = {name: arr for name, arr in partial.items() if name != KEYS}
+    out = job.finalize(values, ctx)
+    results = {"keys": keys}
+    for name, arr in out.items():
+        arr = np.asarray(arr)
+        if arr.ndim < 1 or len(arr) != len(keys):
+            raise JobError(f"{display_path(job.path)}: finalize result {name!r} must have one row per key "
+                           f"({len(keys)}), got shape {arr.shape}")
+        results[str(name)] = arr
+    return results
+
+
+def _shuffle_attrs(world: World, stats: ShuffleStats, nkeys: int, limit: int) -> dict[str, Any]:
+    sent = world.comm.allreduce(stats.sent_bytes)
+    most = world.comm.allreduce(stats.received_bytes, op=MPI.MAX)
+    return {"keys": int(nkeys), "shuffle_rounds": stats.rounds, "shuffle_bytes": int(sent),
+            "shuffle_max_received_bytes": int(most), "shuffle_round_bytes": int(limit)}
+
+
+def _gather(comm: MPI.Intracomm, results: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Without --output: every owner's rows on rank 0, in rank (= key) order, to print."""
+    parts = comm.gather(results, root=0)
+    if parts is None:
+        return None
+    return {name: np.concatenate([p[name] for p in parts]) for name in results}

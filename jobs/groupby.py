@@ -1,0 +1,73 @@
+"""Group-by aggregates: for every distinct key, count, sum, mean, var, min and max of each column.
+
+Param ``key`` names the column holding an integer-valued key (cast to int64; a NaN, infinite or
+fractional key is a bad input: one line, exit 2). Every other column is a value column (V of
+them, in input order). Results: ``keys`` (int64, sorted ascending) and ``count`` (int64), ``sum``,
+``mean``, ``var`` (population, ddof=0), ``min``, ``max``, each shaped (nkeys, V). NaNs are left
+out; a group whose column is all NaN has count 0, sum 0 and NaN for mean, var, min and max.
+
+A keyed job (docs/keyed.md): ``map_keyed`` aggregates one shard with a numba hash kernel, and
+``combine`` merges two partials per key (Chan et al.'s update for mean and M2), vectorised over the
+keys both hold. hpcdist folds each key's partials over the fixed shard tree: the same bits at any
+rank count and schedule.
+"""
+
+import numpy as np
+
+from hpcdist import Param, UserError
+from hpcdist.keyed.aggregate import group_stats, int_keys
+
+PARAMS = {"key": Param(int, 0, "column index of the integer-valued key")}
+INPUT_NDIM = (2,)
+
+
+def default_input(params):
+    return "synthetic:rows=1000000,cols=3,seed=0,dist=normal"
+
+
+def check(ctx):
+    """The key column must exist and leave at least one value column."""
+    cols, key = ctx.cols, ctx.params["key"]
+    if not 0 <= key < cols:
+        raise UserError(f"param key must be a column index in [0, {cols}), got {key}")
+    if cols < 2:
+        raise UserError(f"groupby needs a key column and at least one value column, got {cols} column(s)")
+
+
+def map_keyed(shard, ctx):
+    key = ctx.params["key"]
+    keys, bad = int_keys(shard[:, key])
+    if bad is not None:
+        raise UserError(f"column {key} (param key) must hold integer values: row {ctx.start + bad.row} "
+                        f"has {bad.value!r}")
+    values = np.delete(shard, key, axis=1)
+    return group_stats(keys, values)
+
+
+def combine(a, b):
+    n = a["count"] + b["count"]
+    share = np.divide(b["count"], n, out=np.zeros(n.shape), where=n > 0)
+    delta = b["mean"] - a["mean"]
+    return {
+        "count": n,
+        "sum": a["sum"] + b["sum"],
+        "mean": a["mean"] + delta * share,
+        "m2": a["m2"] + b["m2"] + delta * delta * (a["count"] * share),
+        "min": np.fmin(a["min"], b["min"]),
+        "max": np.fmax(a["max"], b["max"]),
+    }
+
+
+def finalize(partial, ctx):
+    count = partial["count"]
+    none = count == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(none, np.nan, partial["m2"] / np.maximum(count, 1))
+    return {
+        "count": count,
+        "sum": partial["sum"],
+        "mean": np.where(none, np.nan, partial["mean"]),
+        "var": var,
+        "min": np.where(none, np.nan, partial["min"]),
+        "max": np.where(none, np.nan, partial["max"]),
+    }

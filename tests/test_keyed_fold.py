@@ -1,0 +1,138 @@
+"""Reduce by key without MPI: per-key folds over the shard tree, partitions and exchange rounds."""
+
+import numpy as np
+import pytest
+
+from hpcdist.errors import JobError
+from hpcdist.keyed.aggregate import group_stats, int_keys
+from hpcdist.keyed.fold import KEYS, fold_nodes, keyed_combine, keyed_leaf, take
+from hpcdist.keyed.partition import bounds, local_sample, owners, splitters
+from hpcdist.keyed.rounds import chunk_bytes, round_counts, rounds_needed
+from hpcdist.shards import static_block
+from hpcdist.tree import Fold
+
+
+def combine(a, b):
+    """Order-sensitive on purpose (floating point): any change of combine order changes bits."""
+    return {"s": a["s"] * 1.0000001 + b["s"] / 3.0, "n": a["n"] + b["n"]}
+
+
+def leaves(shards, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(shards):
+        keys = np.unique(rng.integers(0, 60, rng.integers(0, 25)))
+        out.append(keyed_leaf((keys, {"s": rng.normal(size=len(keys)), "n": np.ones(len(keys), np.int64)}), "t"))
+    return out
+
+
+def one_rank(parts, shards):
+    fold = Fold(shards, keyed_combine(combine))
+    for s, leaf in enumerate(parts):
+        fold.push_leaf(s, leaf)
+    return fold.root()
+
+
+def many_ranks(parts, shards, ranks, order):
+    """Each rank folds its shards (in ``order``), cuts its nodes at splitters; owners fold the slices."""
+    merge = keyed_combine(combine)
+    held = []
+    for r in range(ranks):
+        fold = Fold(shards, merge)
+        for s in order(r):
+            fold.add_leaf(s, parts[s])
+        held.append(fold.nodes)
+    cuts = np.array([10, 25, 41][: ranks - 1], dtype=np.int64)
+    owned = []
+    for owner in range(ranks):
+        got = []
+        for nodes in held:
+            for level, index, p in nodes:
+                b = bounds(p[KEYS], cuts, ranks)
+                if b[owner + 1] > b[owner]:
+                    got.append((level, index, take(p, slice(b[owner], b[owner + 1]))))
+        root = fold_nodes(got, shards, merge)
+        if root is not None:
+            owned.append(root)
+    return {name: np.concatenate([p[name] for p in owned]) for name in owned[0]}
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+@pytest.mark.parametrize("shards", [1, 5, 13])
+def test_each_keys_fold_is_the_same_at_any_rank_count_and_order(ranks, shards):
+    parts = leaves(shards, seed=shards)
+    expected = one_rank(parts, shards)
+    rng = np.random.default_rng(ranks)
+    stolen = rng.permutation(shards)
+    for order in (lambda r: static_block(shards, r, ranks),                      # static blocks
+                  lambda r: [int(s) for s in stolen if s % ranks == r]):          # dynamic: any order
+        got = many_ranks(parts, shards, ranks, order)
+        for name in expected:
+            assert got[name].tobytes() == expected[name].tobytes(), name
+
+
+def test_a_key_in_one_shard_passes_through_the_tree_unchanged():
+    parts = [keyed_leaf((np.array([1]), {"s": np.array([0.5]), "n": np.array([1])}), "t"),
+             keyed_leaf((np.array([2]), {"s": np.array([7.0]), "n": np.array([1])}), "t"),
+             keyed_leaf((np.array([1]), {"s": np.array([0.25]), "n": np.array([1])}), "t")]
+    root = one_rank(parts, 3)
+    assert root[KEYS].tolist() == [1, 2]
+    assert root["s"][1] == 7.0 and root["s"][0] == 0.5 * 1.0000001 + 0.25 / 3.0
+
+
+def test_map_keyed_output_is_sorted_and_a_repeated_key_is_the_jobs_bug():
+    leaf = keyed_leaf((np.array([5, -1, 3]), {"x": np.array([50.0, -10.0, 30.0])}), "job")
+    assert leaf[KEYS].tolist() == [-1, 3, 5] and leaf["x"].tolist() == [-10.0, 30.0, 50.0]
+    with pytest.raises(JobError, match="unique within a shard"):
+        keyed_leaf((np.array([2, 1, 2]), {"x": np.zeros(3)}), "job")
+    with pytest.raises(JobError, match="one row per key"):
+        keyed_leaf((np.array([1, 2]), {"x": np.zeros(3)}), "job")
+
+
+def test_splitters_balance_distinct_keys_and_owners_are_ranges():
+    keys = np.unique(np.random.default_rng(0).integers(-10**12, 10**12, 100_000))
+    samples = [local_sample(keys[r::4]) for r in range(4)]      # four ranks' distinct keys
+    cuts = splitters(np.concatenate(samples), np.full(4 * len(samples[0]), len(keys) / 4 / len(samples[0])), 4)
+    owner = owners(keys, cuts)
+    assert np.all(np.diff(owner) >= 0)
+    per_rank = np.bincount(owner, minlength=4)
+    assert per_rank.min() > 0.8 * len(keys) / 4
+    assert splitters(np.zeros(0, np.int64), np.zeros(0), 4).size == 0   # no key at all: rank 0 owns all
+
+
+def test_rounds_move_more_than_2_to_the_31_bytes_with_small_counts():
+    sizes = np.array([3 * 2**31 + 5, 0, 2**31, 17], dtype=np.int64)
+    chunk = chunk_bytes(2**30, 4)
+    moved = np.zeros(4, dtype=np.int64)
+    for k in range(rounds_needed(sizes, chunk)):
+        counts, displs = round_counts(sizes, chunk, k)
+        assert counts.max() < 2**31 and displs.max() < 2**31 and counts.sum() <= 2**30
+        moved += counts
+    assert moved.tolist() == sizes.tolist()
+
+
+def test_group_kernel_matches_numpy_on_one_shard():
+    rng = np.random.default_rng(3)
+    keys = rng.integers(-5, 40, 5000)
+    values = rng.normal(size=(5000, 2))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[keys == 7, 1] = np.nan                                      # one group all NaN in one column
+    got_keys, got = group_stats(keys, values)
+    assert got_keys.tolist() == np.unique(keys).tolist()
+    for i, k in enumerate(got_keys):
+        for j in range(2):
+            x = values[keys == k, j]
+            x = x[~np.isnan(x)]
+            assert got["count"][i, j] == len(x)
+            if len(x):
+                assert got["min"][i, j] == x.min() and got["max"][i, j] == x.max()
+                np.testing.assert_allclose(got["sum"][i, j], x.sum(), rtol=1e-12)
+                np.testing.assert_allclose(got["m2"][i, j], ((x - x.mean()) ** 2).sum(), rtol=1e-9, atol=1e-12)
+    assert got["count"][got_keys.tolist().index(7), 1] == 0
+
+
+def test_key_columns_must_hold_integers():
+    assert int_keys(np.array([1.0, -2.0, 2.0**62]))[1] is None
+    for bad in (np.nan, np.inf, 0.5, 2.0**63):
+        _, found = int_keys(np.array([1.0, bad]))
+        assert found is not None and found.row == 1
