@@ -16,8 +16,9 @@ The messages, on a duplicate of the run's communicator (they never match data me
 - STOP_REQUEST r -> 0: a signal arrived on r
 - STOP 0 -> r: stop at the next safe point; FINAL r -> 0: the last snapshot and message counts;
   EXIT 0 -> r: whether the checkpoint was written
-- TALLY r -> 0: end of a pass: r's :class:`RankTimings` and how many messages it sent
-- OUTCOME 0 -> r: the next pass's state, or "done"
+- TALLY r -> 0: end of a pass: r's :class:`RankTimings` and how many messages it sent, gathered up
+  MPI's tree (``Igather``, :mod:`hpcdist.tally`): rank 0 takes part in O(log P) messages, not P
+- OUTCOME 0 -> r: the next pass's state, or "done", down the same kind of tree (``Ibcast``)
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from hpcdist import tally
 from hpcdist.comm import POLL_SLEEP_S, World, recv_bytes, wait
 from hpcdist.partials import Node, decode_with_meta, encode
 from hpcdist.signals import StopFlag
 from hpcdist.timings import RankProgress, RankTimings
 from hpcdist.tree import outermost
 
-_SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT, _TALLY, _OUTCOME = range(7301, 7308)
+_SNAPSHOT, _STOP_REQUEST, _STOP, _FINAL, _EXIT = range(7301, 7306)
 
 
 class Interrupted(Exception):
@@ -75,7 +77,6 @@ class Control:
         self.busy_s = 0.0
         self._seq = 0
         self._sent = {"snapshots": 0, "stop_requests": 0}
-        self._tally_pass = -1                 # the last pass whose tally this rank sent
         self._pending: list[tuple[MPI.Request, np.ndarray]] = []
         self._last_report = time.monotonic()
         self._shards_at_report = 0
@@ -86,7 +87,6 @@ class Control:
         self._stop_requests: dict[int, int] = {}
         self._rank_progress: dict[int, tuple[int, float]] = {}
         self._stop_wanted: str | bool = False   # False, or why another rank asked to stop
-        self._tallies: dict[int, dict] = {}
 
     # ---- every rank --------------------------------------------------------------------------
 
@@ -111,30 +111,25 @@ class Control:
 
     def end_pass(self, timings: RankTimings) -> list[RankTimings] | None:
         """After the reduction: account for every message of the pass. Rank 0 gets every rank's timings."""
-        if self.rank != 0:
-            meta = {**self._sent, "timings": timings.to_json(), "shards": self.shards_done, "busy_s": self.busy_s}
-            self._isend(encode([], meta), 0, _TALLY)
-            self._tally_pass = self.pass_index
+        row = tally.pack(timings, (self._sent["snapshots"], self._sent["stop_requests"], self.shards_done, self.busy_s))
+        rows = tally.gather(self.ctl, row, self._serve if self.rank == 0 else self._waiting_poll)
+        if rows is None:
             return None
-        while len(self._tallies) < self.size - 1:
-            self._serve()
-            if len(self._tallies) < self.size - 1:
-                time.sleep(POLL_SLEEP_S)
-        tallies, self._tallies = self._tallies, {}
-        for r, meta in tallies.items():
-            self._drain(r, meta["snapshots"], meta["stop_requests"])
-            self._rank_progress[r] = (meta["shards"], meta["busy_s"])
-        return [timings] + [RankTimings.from_json(tallies[r]["timings"]) for r in range(1, self.size)]
+        everyone, extra = tally.unpack(rows, timings)
+        for r in range(1, self.size):          # only what r sent that rank 0 has not read yet is received
+            snapshots, stop_requests, shards, busy_s = extra[r]
+            self._drain(r, int(snapshots), int(stop_requests))
+            self._rank_progress[r] = (int(shards), float(busy_s))
+        return [timings] + everyone[1:]
 
     def share_outcome(self, payload: np.ndarray) -> None:
         """Rank 0: the pass's outcome (next state or "done") to every other rank."""
-        for r in range(1, self.size):
-            self._isend(payload, r, _OUTCOME)
+        tally.broadcast(self.ctl, payload, self._serve)
         self._complete_sends()
 
     def receive_outcome(self) -> np.ndarray:
         """Other ranks: wait for rank 0's outcome while still answering a stop."""
-        buf = recv_bytes(self.ctl, 0, _OUTCOME, self._waiting_poll)
+        buf = tally.broadcast(self.ctl, None, self._waiting_poll)
         self._complete_sends()
         return buf
 
@@ -171,7 +166,7 @@ class Control:
     def _follow_stop(self) -> None:
         self.ctl.Recv([np.empty(0, np.uint8), MPI.BYTE], source=0, tag=_STOP)
         self._seq += 1
-        meta = {**self._meta(), **self._sent, "tally_pass": self._tally_pass}
+        meta = {**self._meta(), **self._sent}
         self._isend(encode(self.nodes(), meta), 0, _FINAL)
         verdict = recv_bytes(self.ctl, 0, _EXIT)
         self._complete_sends()
@@ -187,21 +182,19 @@ class Control:
             self._write()
 
     def _serve(self) -> None:
-        """Read every waiting snapshot, stop request and end-of-pass tally."""
+        """Read every waiting snapshot and stop request."""
         status = MPI.Status()
         while self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
             tag, src = status.Get_tag(), status.Get_source()
-            if tag not in (_SNAPSHOT, _STOP_REQUEST, _TALLY):
+            if tag not in (_SNAPSHOT, _STOP_REQUEST):
                 break                       # FINAL is only read while leading a stop
             nodes, meta = decode_with_meta(recv_bytes(self.ctl, src, tag))
             if tag == _SNAPSHOT:
                 self._received[src] = self._received.get(src, 0) + 1
                 self._take_snapshot(src, nodes, meta)
-            elif tag == _STOP_REQUEST:
+            else:
                 self._stop_requests[src] = self._stop_requests.get(src, 0) + 1
                 self._stop_wanted = self._stop_wanted or meta.get("why", f"a signal on rank {src}")
-            else:
-                self._tallies[src] = meta       # src finished its part of the pass
 
     def _take_snapshot(self, src: int, nodes: list[Node], meta: dict) -> None:
         if meta.get("pass") != self.pass_index:
@@ -230,9 +223,7 @@ class Control:
             self._isend(np.empty(0, np.uint8), r, _STOP)
         finals = self._collect_finals()
         for r, meta in finals.items():
-            self._drain(r, meta["snapshots"], meta["stop_requests"])
-            if meta["tally_pass"] == self.pass_index and r not in self._tallies:
-                self._tallies[r] = decode_with_meta(recv_bytes(self.ctl, r, _TALLY))[1]
+            self._drain(r, meta["snapshots"], meta["stop_requests"])   # a gather in flight is abandoned
         saved = self._write(force=True) if self.cadence is not None else False
         for r in range(1, self.size):
             self._isend(np.array([1 if saved else 0], np.uint8), r, _EXIT)
