@@ -104,6 +104,9 @@ class RowSink:
     def deliver(self, write_result: Callable[[str], None]) -> None:
         """Rank 0: results and attributes (as :func:`hpcdist.output.write_result` makes them) and
         the HDF5 structure around the rows; fsync; rename to the final path."""
+        if self.rows is None or not self.offsets:     # a kept, complete checkpoint: no rows here
+            raise WriteFailed(f"cannot write output {self.output}: the checkpoint is complete and its rows "
+                              f"went to the output of the run that completed it; rerun with --restart=fresh")
         small = f"{self.temp}-results"
         try:
             write_result(small)
