@@ -45,12 +45,15 @@ def update(state, partial, ctx):
     return {"mean": mean, "std": std}, True
 
 
-def transform(shard, ctx):
+def transform(shard, ctx, out):
+    """``out["x"]``: hpcdist's reused buffer for this shard's rows (absent on the first call)."""
     mean, std = ctx.state["mean"], ctx.state["std"]
     if shard.ndim == 1:
         mean, std = mean[0], std[0]
+    x = out.get("x")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"x": (shard.astype(np.float64) - mean) / std}
+        x = np.subtract(shard, mean, out=x, dtype=np.float64)
+        return {"x": np.divide(x, std, out=x)}
 
 
 def finalize(partial, ctx):

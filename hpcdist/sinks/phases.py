@@ -11,6 +11,7 @@ exclusive prefix sum, in shard order, places each shard's rows (state ``__places
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
@@ -67,6 +68,8 @@ class _Wrapped:
         self.inner, self.sink, self.source, self.plan = job, sink, source, plan
         self.names = list(job.outputs or {})
         self.filters = [n for n in self.names if (job.outputs or {})[n].rows == "filter"]
+        self.wants_out = _takes_out(job.transform)
+        self.buffers: dict[str, np.ndarray] = {}
 
     def job(self) -> Job:
         inner = self.inner
@@ -123,7 +126,8 @@ class _Wrapped:
         return {**{OWN + k: v for k, v in items(check_partial(own, f"{self.inner.path}: map"))}, ROWS: rows}
 
     def _transform(self, shard: np.ndarray, ctx: ShardContext, phase: int, places: np.ndarray) -> np.ndarray:
-        made = self.inner.transform(shard, ctx)
+        made = self.inner.transform(shard, ctx, self._out(len(shard))) if self.wants_out \
+            else self.inner.transform(shard, ctx)
         if not isinstance(made, Mapping) or set(made) != set(self.names):
             got = sorted(made) if isinstance(made, Mapping) else type(made).__name__
             raise JobError(f"{self.inner.path}: transform must return a dict with keys {self.names}, got {got}")
@@ -150,13 +154,26 @@ class _Wrapped:
                 self.sink.write(name, rows, first)
         return counts
 
+    def _out(self, rows: int) -> dict[str, np.ndarray]:
+        """``transform(shard, ctx, out)``: a reused buffer per 1:1 output, once its layout is known
+        (why: a fresh shard-sized array per shard costs page faults, and on a ballooned VM much more)."""
+        if self.sink.rows is None:
+            return {}
+        if not self.buffers:
+            most = min(self.plan.shard_rows, self.source.rows)
+            self.buffers = {n: np.empty((most, *self.sink.rows[n][1]), self.sink.rows[n][0])
+                            for n in self.names if n not in self.filters}
+        return {n: buf[:rows] for n, buf in self.buffers.items()}
+
     def _fix(self, ctx: ShardContext, phase: int, places: np.ndarray) -> None:
         """The datasets' layout, from the first rows (the same on every rank, however it runs),
         and in the writing pass their lengths and offsets."""
         if self.sink.rows is None:
             n = min(PROBE_ROWS, self.source.rows)
             first = self.source.read(0, n, self.source.empty(n))
-            self.sink.fix(self.inner.transform(first, replace(ctx, index=0, start=0, stop=n)))
+            probe = replace(ctx, index=0, start=0, stop=n)
+            made = self.inner.transform(first, probe, {}) if self.wants_out else self.inner.transform(first, probe)
+            self.sink.fix(made)
         if phase == WRITING and not self.sink.offsets:
             self.sink.place({name: (int(places[-1, self.filters.index(name)]) if name in self.filters
                                     else self.source.rows) for name in self.names})
@@ -171,6 +188,13 @@ class _Wrapped:
         jctx, phase, places = self._split(ctx)
         self._fix(jctx, phase, places)      # rank 0 may have written no shard (a resume, a dynamic schedule)
         return self.inner.finalize(_own(partial), jctx)
+
+
+def _takes_out(transform: Any) -> bool:
+    try:
+        return len(inspect.signature(transform).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
 
 
 def _has_own(partial: Mapping[str, np.ndarray]) -> bool:
