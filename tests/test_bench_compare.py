@@ -86,9 +86,9 @@ def test_every_peer_computes_the_same_statistics_as_hpcdist(data, tmp_path):
     rec = json.loads(path.read_text())
     got = rec["peers"]
     assert list(got) == ["hpcdist_n1", "hpcdist_n2", "handwritten_n1", "handwritten_n2", "numpy",
-                         "multiprocessing", "dask"]
+                         "multiprocessing", "dask", "dask_threads"]
     assert all(v["status"] == "ok" for v in got.values()), got
-    assert rec["checks"]["all_ok"] and set(rec["checks"]) >= {"numpy", "dask", "multiprocessing", "handwritten_n2"}
+    assert rec["checks"]["all_ok"] and set(rec["checks"]) >= {"numpy", "dask", "dask_threads", "multiprocessing", "handwritten_n2"}
     assert got["dask"]["ratio_base"] == "hpcdist_n2" and got["numpy"]["ratio_base"] == "hpcdist_n1"
     assert got["hpcdist_n2"]["ratio_vs_hpcdist"] == 1.0
     assert (out / "summary.md").read_text().count("| dask | 2 |") == 1

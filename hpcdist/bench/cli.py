@@ -86,7 +86,7 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def _peer_names():
-    return ("hpcdist", "handwritten", "numpy", "multiprocessing", "dask")
+    return ("hpcdist", "handwritten", "numpy", "multiprocessing", "dask", "dask_threads")
 
 
 def _say(text: str) -> None:
