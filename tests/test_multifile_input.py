@@ -117,3 +117,13 @@ def test_thousands_of_parts_keep_at_most_one_file_open(tmp_path):
         assert open_parts(tmp_path) == {str(tmp_path / "p00999.npy")}
         assert np.array_equal(got, rows[999:2000])
     assert open_parts(tmp_path) == set()
+
+
+def test_a_writing_job_over_many_files_writes_what_it_writes_over_one(parts):
+    d, _ = parts
+    normalize = str(JOBS / "normalize.py")
+    for spec, out in ((f"{d}/part-*.npy", "many-z.h5"), (f"{d}/all.h5:/x", "one-z.h5")):
+        run_ok("run", normalize, "--input", spec, "--output", str(d / out), "--shard-rows", "6", ranks=2)
+    with h5py.File(d / "many-z.h5") as many, h5py.File(d / "one-z.h5") as one:
+        assert many["x"].shape == (sum(SIZES), 3)
+        assert many["x"][()].tobytes() == one["x"][()].tobytes()
