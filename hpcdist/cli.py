@@ -29,6 +29,15 @@ def _launcher_rank() -> int:
     return 0
 
 
+def add_progress_flags(parser: argparse.ArgumentParser) -> None:
+    """``--progress[=SECONDS]`` / ``--no-progress`` (run, gen, bench): see :mod:`hpcdist.progress`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", nargs="?", type=float, const=True, default=None, metavar="SECONDS",
+                       help="progress line on stderr every SECONDS (default: in place about once a second "
+                            "on a terminal, else one line every 30 s)")
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpcdist", description="MPI batch processing: run a job over sharded data.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -44,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schedule", default="auto", choices=SCHEDULES,
                      help="who maps which shard: static blocks, or dynamic (own block first, idle ranks "
                           "steal tails; no master rank); auto: dynamic on more than one rank")
+    add_progress_flags(run)
     ck = run.add_argument_group("checkpoint and restart")
     ck.add_argument("--checkpoint", metavar="PATH", help="checkpoint file: resumed from if it exists")
     ck.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
@@ -114,24 +124,19 @@ def _run_command(args: argparse.Namespace, stop) -> int:
     numba_env.configure(w.node_size)
 
     def body() -> int:
-        from hpcdist.job import load_job
+        from hpcdist.api import run_with_options
         from hpcdist.params import parse_assignments
         from hpcdist.control import Interrupted
         from hpcdist.options import RunOptions
-        from hpcdist.runtime import run
         from hpcdist.show import format_result
 
         given = w.agree(lambda: parse_assignments(args.param))
-        job, problem = _load_everywhere(load_job, args.job)   # every rank imports at once
-        w.agree(lambda: _raise_if(problem))                   # rank 0's verdict is everyone's
-        if problem:
-            raise UserError(problem)                          # this rank alone: abort the run
         options = RunOptions(input=args.input, output=args.output, params=given, shard_rows=args.shard_rows,
                              checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                              checkpoint_every_shards=args.checkpoint_every_shards, restart=args.restart,
-                             keep_checkpoint=args.keep_checkpoint, schedule=args.schedule)
+                             keep_checkpoint=args.keep_checkpoint, schedule=args.schedule, progress=args.progress)
         try:
-            report = run(job, options, w, stop)
+            report = run_with_options(args.job, options, w.comm, stop)
         except Interrupted as interrupted:
             return _leave_interrupted(w, interrupted)
         except WriteFailed as exc:                            # every rank learnt it from rank 0
@@ -141,25 +146,13 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         if w.rank == 0:
             target = f" -> {args.output}" if args.output else ""
             a = report.attrs
-            print(f"{job.name}: {a['rows']:,} rows in {a['shards']} shards on {a['ranks']} rank(s), "
+            print(f"{a['job']}: {a['rows']:,} rows in {a['shards']} shards on {a['ranks']} rank(s), "
                   f"{a['elapsed_s']:.3f} s (compile {a['compile_s']:.3f} s){target}", file=sys.stderr)
             if not args.output:
                 print(format_result(report.results or {}))
         return 0
 
     return run_spmd(body, w.comm)
-
-
-def _load_everywhere(load_job, path: str):
-    try:
-        return load_job(path), None
-    except UserError as exc:
-        return None, str(exc)
-
-
-def _raise_if(problem: str | None) -> None:
-    if problem:
-        raise UserError(problem)
 
 
 def _leave_interrupted(w, stop) -> int:

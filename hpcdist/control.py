@@ -12,7 +12,8 @@ each sends a final snapshot, rank 0 writes the checkpoint, and every rank raises
 
 The messages, on a duplicate of the run's communicator (they never match data messages):
 
-- SNAPSHOT r -> 0: folded nodes, shards done and busy seconds, when the cadence says so
+- SNAPSHOT r -> 0: folded nodes, shards done and busy seconds, when the cadence says so; or, for
+  the progress line (``report_every``), only the counts (``counts_only``, no nodes)
 - STOP_REQUEST r -> 0: a signal arrived on r
 - STOP 0 -> r: stop at the next safe point; FINAL r -> 0: the last snapshot and message counts;
   EXIT 0 -> r: whether the checkpoint was written
@@ -67,8 +68,10 @@ class Control:
     Without a cadence no snapshots are sent: only stops, tallies and outcomes travel."""
 
     def __init__(self, world: World, stop: StopFlag, cadence: Cadence | None = None,
-                 writer: Writer | None = None) -> None:
+                 writer: Writer | None = None, report_every: float | None = None,
+                 watch: Callable[[], None] | None = None) -> None:
         self.ctl = world.comm.Dup()
+        self.report_every, self.watch = report_every, watch   # progress: counts to rank 0; rank 0's line
         self.cadence, self.stop, self.writer = cadence, stop, writer
         self.rank, self.size = world.rank, world.size
         self.nodes: Callable[[], list[Node]] = list
@@ -81,6 +84,7 @@ class Control:
         self._last_report = time.monotonic()
         self._shards_at_report = 0
         self._dirty = False
+        self._last_count, self._counted = time.monotonic(), 0
         # rank 0's view of everyone
         self._latest: dict[int, tuple[int, list[Node]]] = {}
         self._received: dict[int, int] = {}
@@ -156,6 +160,10 @@ class Control:
             self._isend(encode(self.nodes(), self._meta()), 0, _SNAPSHOT)
             self._sent["snapshots"] += 1
             self._mark_reported()
+        elif self._counts_due():
+            self._isend(encode([], {**self._meta(), "counts_only": True}), 0, _SNAPSHOT)
+            self._sent["snapshots"] += 1
+            self._last_count, self._counted = time.monotonic(), self.shards_done
         self._reap()
 
     def _waiting_poll(self) -> None:
@@ -180,6 +188,8 @@ class Control:
             self._lead_stop()
         if self._due():
             self._write()
+        if self.watch is not None:
+            self.watch()
 
     def _serve(self) -> None:
         """Read every waiting snapshot and stop request."""
@@ -199,6 +209,9 @@ class Control:
     def _take_snapshot(self, src: int, nodes: list[Node], meta: dict) -> None:
         if meta.get("pass") != self.pass_index:
             return                          # from an earlier pass: superseded
+        if meta.get("counts_only"):
+            self._rank_progress[src] = (meta["shards"], meta["busy_s"])
+            return
         if src not in self._latest or self._latest[src][0] < meta["seq"]:
             self._latest[src] = (meta["seq"], nodes)
             self._rank_progress[src] = (meta["shards"], meta["busy_s"])
@@ -268,8 +281,13 @@ class Control:
         n = self.cadence.every_shards
         return n is not None and self.shards_done - self._shards_at_report >= n
 
+    def _counts_due(self) -> bool:
+        every = self.report_every
+        return (every is not None and self.shards_done > self._counted
+                and time.monotonic() - max(self._last_count, self._last_report) >= every)
+
     def _mark_reported(self) -> None:
-        self._last_report = time.monotonic()
+        self._last_report = self._last_count = time.monotonic()
         self._shards_at_report = self.shards_done
         if self.rank != 0:
             self._dirty = False

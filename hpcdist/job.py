@@ -83,7 +83,23 @@ def load_job(path: str) -> Job:
         raise UserError(f"unknown job {path!r}: no such file{hint}")
     with open(path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
-    module = _import_file(path)
+    return _job_from(_import_file(path), path, digest)
+
+
+def job_from_object(obj: Any) -> Job:
+    """A job from an imported module or any object with the job's functions (the Python API)."""
+    path = getattr(obj, "__file__", None)
+    if path and os.path.isfile(path):
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    else:
+        name = getattr(obj, "__name__", type(obj).__name__)
+        path = f"<{name}>"
+        digest = hashlib.sha256(path.encode()).hexdigest()
+    return _job_from(obj, path, digest)
+
+
+def _job_from(module: Any, path: str, digest: str) -> Job:
     transform = getattr(module, "transform", None)
     outputs = parse_outputs(getattr(module, "OUTPUTS", None), callable(transform), path)
     missing = [name for name in _required(module) if not callable(getattr(module, name, None)) and not outputs]
@@ -100,8 +116,8 @@ def load_job(path: str) -> Job:
     if isinstance(varying, str) or not all(isinstance(n, str) for n in varying):
         raise UserError(f"{path}: VARIABLE_LENGTH must be a tuple of partial names, got {varying!r}")
     return Job(
-        name=getattr(module, "NAME", os.path.splitext(os.path.basename(path))[0]),
-        path=os.path.abspath(path),
+        name=getattr(module, "NAME", os.path.splitext(os.path.basename(path))[0].strip("<>")),
+        path=os.path.abspath(path) if os.path.isfile(path) else path,
         source_sha256=digest,
         params=dict(params),
         map=getattr(module, "map", _no_partial),

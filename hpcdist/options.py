@@ -28,6 +28,7 @@ class RunOptions:
     restart: str = "auto"
     keep_checkpoint: bool = False
     schedule: str = "auto"          # static | dynamic | auto (see docs/schedule.md)
+    progress: float | bool | None = None   # None: auto (tty 1 s, else 30 s); False: off; seconds: forced
 
     def check(self) -> None:
         """Raise UserError for a value no run could use (files are checked elsewhere)."""

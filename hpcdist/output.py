@@ -35,8 +35,11 @@ def check_output_path(path: str, what: str = "output") -> None:
         raise UserError(f"{what} {path}: directory {directory} is not writable ({exc.strerror})") from None
 
 
-def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Each result a dataset at the root (in the job's order), run facts as attributes.
+def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any],
+                 record: Mapping[str, np.ndarray] | None = None) -> None:
+    """Each result a dataset at the root (in the job's order), run facts as scalar attributes, and
+    the run record (:mod:`hpcdist.runlog`: per-shard and per-rank datasets under ``/hpcdist``).
+    Per-rank lists (``rank_*``) live only in ``/hpcdist/ranks``: an attribute stays O(1).
 
     Raises TypeError for a result HDF5 cannot hold (a job bug) and WriteFailed when the file
     cannot be written; either way nothing appears at ``path``.
@@ -47,7 +50,11 @@ def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]
         for name, (data, numpy_dtype) in values.items():
             h5values.mark(f.create_dataset(name, data=data), numpy_dtype)
         for key, value in attrs.items():
-            f.attrs[key] = _attr(value)
+            if not key.startswith(_RANK_LIST):
+                f.attrs[key] = _attr(value)
+        for name, value in (record or {}).items():
+            arr = np.asarray(value)
+            f.create_dataset(name, data=arr, dtype=h5py.string_dtype() if arr.dtype == object else None)
 
     image = hdf5_bytes(build, track_order=True)
     try:
@@ -57,14 +64,44 @@ def write_result(path: str, results: Mapping[str, Any], attrs: Mapping[str, Any]
 
 
 def read_result(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The datasets and attributes of a result file; any other kind of file is a UserError."""
+    """The results (root datasets) and attributes of a result file, with the per-rank lists
+    (``rank_shards``, ``rank_busy_s``, ...) read back from ``/hpcdist/ranks``; any other kind of
+    file is a UserError."""
     kind = file_kind(path)
     if kind is not Kind.RESULT:
         raise UserError(not_what_was_wanted(path, kind, Kind.RESULT))
     with h5py.File(path, "r") as f:
         data = {name: h5values.restore(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
         attrs = {k: _unattr(v) for k, v in f.attrs.items()}
+        ranks = f.get("hpcdist/ranks")
+        if isinstance(ranks, h5py.Group):
+            for name in ("shards", "busy_s", "idle_s", "claims", "steals"):
+                if name in ranks:
+                    attrs[f"{_RANK_LIST}{name}"] = ranks[name][()].tolist()
     return data, attrs
+
+
+def read_record(path: str) -> dict[str, np.ndarray]:
+    """The run record's datasets (``shards/rank``, ``ranks/read_s``, ...; empty for older files)."""
+    kind = file_kind(path)
+    if kind is not Kind.RESULT:
+        raise UserError(not_what_was_wanted(path, kind, Kind.RESULT))
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        group = f.get("hpcdist")
+        if isinstance(group, h5py.Group):
+            group.visititems(lambda name, obj: out.__setitem__(name, _column(obj))
+                             if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _column(ds: h5py.Dataset) -> np.ndarray:
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return np.asarray(ds.asstr()[()], dtype=str)
+    return ds[()]
+
+
+_RANK_LIST = "rank_"
 
 
 def _attr(value: Any) -> Any:

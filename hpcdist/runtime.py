@@ -30,9 +30,11 @@ from hpcdist.output import write_result
 from hpcdist.params import params_json, resolve_params
 from hpcdist.partials import LayoutCheck, Node, Partial, check_partial, decode, encode
 from hpcdist.preflight import check_run, default_input
+from hpcdist.progress import ProgressLine, Work, interval, report_interval
 from hpcdist.record import RunFacts, RunOutcome, run_attributes
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist.resume import CheckpointFinder, ResumePoint
+from hpcdist.runlog import RunRecord, ShardLog, gather_hosts, gather_rows
 from hpcdist.shards import plan_shards
 from hpcdist.sinks import phases as rows_out
 from hpcdist.signals import StopFlag, stop_on_signals
@@ -62,7 +64,8 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
     start = world.synced_wtime()
     params = MappingProxyType(world.agree(lambda: resolve_params(job.params, options.params, job.name)))
     spec = options.input or default_input(job, params)
-    world.agree(lambda: check_run(job, spec, options, params))
+    seconds = world.agree(lambda: _check_and_pace(job, spec, options, params))   # progress: rank 0's tty
+    options = replace(options, progress=False if seconds is None else seconds)
     source = open_source(spec)
     nodes_in_world = world.nodes  # collective: every rank asks now, rank 0 records it later
     try:
@@ -100,6 +103,9 @@ class _Passes:
         self.base = ShardContext(params=facts.params, rows=self.source.rows, row_shape=self.source.row_shape,
                                  dtype=self.source.dtype)
         self.timings = RankTimings()
+        self.log = ShardLog(world.rank, time.perf_counter() - (world.wtime() - start))
+        self.record = RunRecord()
+        self.line: ProgressLine | None = None
         self.state: dict[str, np.ndarray] | None = None
         self.writer = (CheckpointWriter(options.checkpoint, fp, world.size, resume.generation)
                        if world.rank == 0 and options.checkpoint else None)
@@ -110,12 +116,15 @@ class _Passes:
         cadence = (Cadence(self.options.checkpoint_every, self.options.checkpoint_every_shards)
                    if self.options.checkpoint else None)
         writer = self._write_snapshot if self.writer is not None else None
-        control = Control(self.world, stop, cadence, writer)
+        control = self._control(stop, cadence, writer)
+        self.record.hosts = gather_hosts(self.world) or []
         for pass_index in range(self.resume.pass_index, MAX_PASSES):
             ctx = replace(self.base, pass_index=pass_index, state=self.state)
             self.timings.compile_s += warm_up(self.job, self.source, ctx).seconds   # no rank waits if cached
             root = self._one_pass(ctx, control)
             everyone = control.end_pass(self.timings)
+            self.record.add_rows(gather_rows(self.world, self.log))
+            self.record.timings = everyone or []
             report = self._finish_pass(root, ctx, control, everyone)
             if report is not None:
                 return report
@@ -123,6 +132,17 @@ class _Passes:
                 control.begin_pass(pass_index + 1, list)
                 control.checkpoint_now()
         raise UserError(f"job {self.job.name} did not finish in {MAX_PASSES} passes")
+
+    def _control(self, stop: StopFlag, cadence: Cadence | None, writer: Any) -> Control:
+        """The run's messages; with progress, counts on the line's cadence and rank 0's line."""
+        seconds = self.options.progress if self.options.progress is not False else None
+        if seconds is not None and self.world.rank == 0:
+            plan, source = self.plan, self.source
+            work = Work(plan.shards, plan.shard_rows, plan.rows, source.row_bytes, self.job.multipass)
+            self.line = ProgressLine(work, float(seconds), lambda: control.progress().shards, label=self.job.name)
+        watch = self.line.maybe_show if self.line is not None else None
+        control = Control(self.world, stop, cadence, writer, report_interval(seconds, self.world.size), watch)
+        return control
 
     def from_complete(self) -> RunReport:
         """A kept, complete checkpoint: the results without computing anything."""
@@ -153,8 +173,12 @@ class _Passes:
         done = set(shards_under(self.resume.done, plan.shards)) if resumed_here else set()
         restored: list[Node] = list(self.loaded.nodes) if (resumed_here and self.loaded) else []
         todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
+        if done and world.rank == 0:
+            self.log.add_resumed(ctx.pass_index, sorted(done))
         layouts = LayoutCheck(display_path(job.path), job.variable_length)   # fixed by the first partial
         fold = Fold(plan.shards, job.combine, layouts)
+        if self.line is not None:
+            self.line.begin_pass(ctx.pass_index, len(todo))
         control.begin_pass(ctx.pass_index, lambda: rows_out.synced(self.sink, fold.nodes + restored))
         buf = self.source.empty(min(plan.shard_rows, plan.rows))
         clock.schedule = schedule.resolve(self.options.schedule, world.size)
@@ -170,6 +194,7 @@ class _Passes:
                 shard_ctx = replace(ctx, index=shard, start=first_row, stop=stop)
                 fold.add_leaf(shard, layouts.leaf(shard, job.map(data, shard_ctx), data))  # views copied
                 t2 = time.perf_counter()
+                self.log.add(ctx.pass_index, shard, t0, t1, t2, shards_of.steals > 0)
                 clock.shards += 1
                 clock.read_s += t1 - t0
                 clock.compute_s += t2 - t1
@@ -245,17 +270,25 @@ class _Passes:
         return None
 
     def _write_output(self, results: dict[str, np.ndarray], attrs: dict[str, Any]) -> str | None:
+        if self.line is not None:
+            self.line.close()
         if not self.options.output:
             return None
+        self.record.checkpoints = np.asarray(self.log.checkpoints, dtype=np.float64).reshape(-1, 2)
+        record = self.record.datasets()
         try:
-            rows_out.deliver(self.sink, self.options.output, lambda path: write_result(path, results, attrs))
+            rows_out.deliver(self.sink, self.options.output, lambda path: write_result(path, results, attrs, record))
         except WriteFailed as exc:
             return str(exc)
         return None
 
     def _write_snapshot(self, nodes: list[Node], pass_index: int, progress: RankProgress) -> bool:
         assert self.writer is not None
-        return self.writer.snapshot(nodes, pass_index, progress, self.state)
+        t = time.perf_counter()
+        try:
+            return self.writer.snapshot(nodes, pass_index, progress, self.state)
+        finally:
+            self.log.add_checkpoint(t, time.perf_counter())
 
     def _attributes(self, passes: int, everyone: list[RankTimings], shards_resumed: int) -> dict[str, Any]:
         writer = self.writer
@@ -263,6 +296,12 @@ class _Passes:
             passes=passes, timings=everyone, elapsed_s=self.world.wtime() - self.start,
             shards_resumed=shards_resumed, checkpoint_s=writer.seconds if writer else 0.0,
             checkpoints=writer.writes if writer else 0))
+
+
+def _check_and_pace(job: Job, spec: str, options: RunOptions, params: Mapping[str, Any]) -> float | None:
+    """Rank 0: the run's checks, then the progress interval (rank 0's stderr decides "a terminal")."""
+    check_run(job, spec, options, params)
+    return interval(options.progress)
 
 
 def _sampler(source: Source):
