@@ -83,7 +83,9 @@ def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float) 
     attrs.update(_shuffle_attrs(world, stats, nkeys, rounds_limit))
     gathered = None
     if options.output:
-        write_keyed(world.comm, options.output, results, layout, attrs)
+        identity = {"job": job.source_sha256, "params": attrs["params"], "input": attrs["input"],
+                    "run": world.comm.bcast(os.urandom(8).hex(), root=0)}   # this run's own temp file
+        write_keyed(world.comm, options.output, results, layout, attrs, identity)
     else:
         gathered = _gather(world.comm, results)
     return RunReport(results=gathered, attrs=attrs if world.rank == 0 else {}, shards_here=clock.shards)
