@@ -83,12 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a result file readably")
     info.add_argument("path")
+    info.add_argument("--full", action="store_true", help="print every value of every result, uncut")
     info.set_defaults(func=_cmd_info)
 
     inspect = sub.add_parser("inspect", help="describe a checkpoint: progress, fingerprint, validity")
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_cmd_inspect)
+
+    jobs = sub.add_parser("jobs", help="list the jobs in a directory with their one-line summaries")
+    jobs.add_argument("directory", nargs="?", default="jobs")
+    jobs.set_defaults(func=_cmd_jobs)
 
     from hpcdist.compile import add_compile_parser  # hpcdist compile JOB.py (fills numba's cache)
     add_compile_parser(sub)
@@ -100,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hpcdist.jobhelp import main_job_help, wants_job_help
+    job = wants_job_help(sys.argv[1:] if argv is None else argv)
+    if job is not None:
+        return main_job_help(job)       # hpcdist run JOB.py --help: the job's own params and results
     args = build_parser().parse_args(argv)
     return args.func(args)
 
@@ -128,7 +137,7 @@ def _run_command(args: argparse.Namespace, stop) -> int:
         from hpcdist.params import parse_assignments
         from hpcdist.control import Interrupted
         from hpcdist.options import RunOptions
-        from hpcdist.show import format_result
+        from hpcdist.show import describe_input, format_result
 
         given = w.agree(lambda: parse_assignments(args.param))
         options = RunOptions(input=args.input, output=args.output, params=given, shard_rows=args.shard_rows,
@@ -148,6 +157,7 @@ def _run_command(args: argparse.Namespace, stop) -> int:
             a = report.attrs
             print(f"{a['job']}: {a['rows']:,} rows in {a['shards']} shards on {a['ranks']} rank(s), "
                   f"{a['elapsed_s']:.3f} s (compile {a['compile_s']:.3f} s){target}", file=sys.stderr)
+            print(f"input: {describe_input(str(a['input']))}", file=sys.stderr)
             if not args.output:
                 print(format_result(report.results or {}))
         return 0
@@ -189,7 +199,7 @@ def _cmd_gen(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from hpcdist.output import read_result
-    from hpcdist.show import format_attrs, format_result
+    from hpcdist.show import format_attrs, format_full, format_result
 
     try:
         data, attrs = read_result(args.path)
@@ -197,7 +207,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"hpcdist: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(format_attrs(args.path, attrs))
-    print(format_result(data))
+    print(format_full(data) if args.full else format_result(data))
+    return 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from hpcdist.jobhelp import list_jobs
+
+    try:
+        print(list_jobs(args.directory))
+    except UserError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
