@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("directory", nargs="?", default="jobs")
     jobs.set_defaults(func=_cmd_jobs)
 
+    report = sub.add_parser("report", help="what happened per rank: text summary and PNG timelines of a result file")
+    report.add_argument("path", help="a result file (hpcdist run --output)")
+    report.add_argument("--out", default=None, metavar="DIR",
+                        help="directory for the PNGs, created if missing (default: OUT.report/ beside the file)")
+    report.set_defaults(func=_cmd_report)
+
     from hpcdist.compile import add_compile_parser  # hpcdist compile JOB.py (fills numba's cache)
     add_compile_parser(sub)
     from hpcdist.slurm.cli import add_slurm_parser  # hpcdist slurm render|submit (hpcdist/slurm/)
@@ -208,6 +214,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(format_attrs(args.path, attrs))
     print(format_full(data) if args.full else format_result(data))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hpcdist.report import make_report
+
+    out = args.out or os.path.splitext(args.path)[0] + ".report"
+    try:
+        print(make_report(args.path, out))
+    except UserError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
