@@ -79,6 +79,7 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
         facts = replace(facts, job=job)
         finder = CheckpointFinder(options, fp)
         resume = world.agree(finder.find)
+        world.agree(lambda: rows_out.check_resume(sink, resume.shards_done(plan.shards), finder.loaded))
         passes = _Passes(facts, options, world, resume, finder.loaded, fp, start)
         passes.sink = sink
         if resume.complete:

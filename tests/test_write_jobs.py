@@ -197,6 +197,12 @@ def test_a_writing_run_stopped_in_its_writing_pass_resumes_without_rewriting_dur
     assert not out.exists()
     saved = read(str(ckpt)) if ckpt.exists() else read(previous_path(str(ckpt)))
     done = saved.shards_done() if saved.pass_index == 1 else 0
+    if how == "SIGTERM":                 # the rows made durable live beside the output they were for
+        assert done > 0
+        other = hpcdist("run", SLOW_COPY, *SLOW_ARGS, "--checkpoint", str(ckpt), "--output",
+                        str(tmp_path / "elsewhere.h5"))
+        assert other.returncode == 2 and other.stderr.strip().splitlines()[-1].startswith(
+            f"hpcdist: error: the checkpoint counts the rows of {done:,} shards as written, but their file "), other.stderr
     proc = run_ok("run", SLOW_COPY, *SLOW_ARGS, "--checkpoint", str(ckpt), "--output", str(out),
                   ranks=resume_ranks)
     assert "resuming from" in proc.stderr

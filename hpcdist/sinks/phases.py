@@ -12,6 +12,7 @@ exclusive prefix sum, in shard order, places each shard's rows (state ``__places
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
@@ -39,7 +40,19 @@ def attach(job: Job, output: str | None, source: Any, plan: Any, fp: Mapping[str
         raise UserError(f"job {job.name} writes datasets ({names}): give --output FILE.h5",
                         agreed=True)      # every rank decides the same from the same options
     sink = RowSink(job.path, job.outputs, output, temp_name(output, fp), keep)
+    sink.existed = os.path.exists(sink.temp)     # rank 0 looks before any rank can write
     return _Wrapped(job, sink, source, plan).job(), sink
+
+
+def check_resume(sink: RowSink | None, shards_done: int, loaded: Any) -> None:
+    """Rank 0, resuming: rows the checkpoint counts as written must still be there."""
+    state = getattr(loaded, "state", None)
+    if sink is None or not shards_done or not state or int(state.get(PHASE, -1)) != WRITING:
+        return
+    if not sink.existed:
+        raise UserError(f"the checkpoint counts the rows of {shards_done:,} shards as written, but their "
+                        f"file {sink.temp} is gone: resume with the same --output, or start over with "
+                        f"--restart=fresh")
 
 
 def synced(sink: RowSink | None, nodes: list[Node]) -> list[Node]:

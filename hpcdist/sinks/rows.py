@@ -39,6 +39,7 @@ class RowSink:
                  keep: bool = False) -> None:
         self.job_path, self.outputs, self.output, self.temp = job_path, dict(outputs), output, temp
         self.keep = keep
+        self.existed = False      # the temporary file was there when the run started (a resume)
         self.rows: dict[str, RowLayout] | None = None    # fixed by the declaration or the first rows
         self.totals: dict[str, int] = {}
         self.offsets: dict[str, int] = {}
