@@ -1,4 +1,4 @@
-"""Per-column z-score: writes ``/x = (x - mean) / std``, float64, the input's shape.
+"""Per-column z-score: writes /x = (x - mean) / std, float64, the input's shape.
 
 NaNs are excluded from mean and std (std with ddof 0, as ``stats.py``'s var) and stay NaN. Two
 passes: the first reduces each column's count, mean and M2 (the exact kernels of

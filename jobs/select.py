@@ -1,6 +1,8 @@
-"""The rows whose column ``col`` lies in ``[lo, hi]``: writes ``/rows`` (those rows, the input's
-dtype, in input order) and ``/index`` (their global row numbers, int64). NaN is never in range.
-Result: ``kept``, the number of rows selected.
+"""Select rows by the range of one column: writes /rows and /index.
+
+The rows whose column ``col`` lies in ``[lo, hi]`` go to ``/rows`` (the input's dtype, in input
+order) and their global row numbers to ``/index`` (int64). NaN is never in range. Result:
+``kept``, the number of rows selected.
 """
 
 import numpy as np
@@ -27,15 +29,18 @@ def check(ctx):
         raise UserError(f"param col must be in 0..{cols - 1} for data with {cols} column(s), got {col}")
 
 
-def transform(shard, ctx):
+def _kept(shard, ctx):
     values = shard if shard.ndim == 1 else shard[:, ctx.params["col"]]
-    keep = (values >= ctx.params["lo"]) & (values <= ctx.params["hi"])
-    where = np.flatnonzero(keep)
+    return np.flatnonzero((values >= ctx.params["lo"]) & (values <= ctx.params["hi"]))
+
+
+def transform(shard, ctx):
+    where = _kept(shard, ctx)
     return {"rows": shard[where], "index": where.astype(np.int64) + ctx.start}
 
 
 def map(shard, ctx):
-    return np.zeros((), np.int64)
+    return np.asarray(len(_kept(shard, ctx)), np.int64)
 
 
 def combine(a, b):
@@ -43,4 +48,4 @@ def combine(a, b):
 
 
 def finalize(partial, ctx):
-    return {}
+    return {"kept": partial}

@@ -95,6 +95,7 @@ def test_select_writes_the_rows_in_range_and_their_numbers_in_input_order(data, 
            "--output", str(out), "--shard-rows", "60", "--schedule", schedule, ranks=ranks)
     keep = np.flatnonzero((x[:, 1] >= 2) & (x[:, 1] <= 6.5))
     got = datasets(out)
+    assert got["kept"] == len(keep)
     assert got["rows"].dtype == np.float32 and got["index"].dtype == np.int64
     assert np.array_equal(got["index"], keep)
     assert got["rows"].tobytes() == x[keep].tobytes()
