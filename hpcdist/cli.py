@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--force", action="store_true",
                      help="replace an existing dataset of that name (or an existing .npy); other datasets "
                           "in the file are never touched")
+    add_progress_flags(gen)
     gen.set_defaults(func=_cmd_gen)
 
     info = sub.add_parser("info", help="print a result file readably")
@@ -187,11 +188,15 @@ def _leave_interrupted(w, stop) -> int:
 
 def _cmd_gen(args: argparse.Namespace) -> int:
     from hpcdist.generate import generate
+    from hpcdist.progress import watch_rows
     from hpcdist.sources.synthetic import SyntheticSource
 
     try:
         source = SyntheticSource(args.rows, args.cols, args.dtype, args.seed, args.dist, args.nan)
-        path = generate(args.target, source, args.chunk_rows, force=args.force)
+        watched, line = watch_rows(source, args.progress, "gen")
+        path = generate(args.target, watched, args.chunk_rows, force=args.force)
+        if line is not None:
+            line.close()
     except UserError as exc:
         print(f"hpcdist: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 TTY_INTERVAL_S = 1.0
 LOG_INTERVAL_S = 30.0
@@ -63,6 +63,7 @@ class Work:
     rows: int
     row_bytes: int
     multipass: bool
+    unit: str = "shards"      # what is counted; "rows" for hpcdist gen (no passes then)
 
 
 class ProgressLine:
@@ -85,7 +86,7 @@ class ProgressLine:
         self.pass_index, self.pass_total = pass_index, todo
         self.skipped = self.work.shards - todo
         self._base = list(self.counts())
-        self._pass_start = self._last = time.monotonic()
+        self._pass_start = time.monotonic()     # the interval runs on across passes
 
     def maybe_show(self) -> None:
         now = time.monotonic()
@@ -109,8 +110,8 @@ class ProgressLine:
         per_shard = elapsed / done if done else math.inf
         eta = (self.pass_total - done) * per_shard
         passes = "?" if w.multipass else "1"
-        parts = [f"pass {self.pass_index + 1}/{passes}",
-                 f"{done + self.skipped:,}/{total:,} shards {pct:3.0f}%",
+        parts = [f"pass {self.pass_index + 1}/{passes}"] if w.unit == "shards" else []
+        parts += [f"{done + self.skipped:,}/{total:,} {w.unit} {pct:3.0f}%",
                  f"{_si(rate)} rows/s {rate * w.row_bytes / 1e9:.2f} GB/s",
                  f"ETA {_duration(eta)}"]
         if len(done_by) > 1:
@@ -134,6 +135,36 @@ class ProgressLine:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class Ticking:
+    """A source whose reads advance a progress line counted in rows (``hpcdist gen``): the
+    generator needs no change to be watched."""
+
+    def __init__(self, source: Any, line: "ProgressLine") -> None:
+        self.source, self.line, self.rows_done = source, line, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def read(self, start: int, stop: int, out: Any) -> Any:
+        data = self.source.read(start, stop, out)
+        self.rows_done += stop - start
+        self.line.maybe_show()
+        return data
+
+
+def watch_rows(source: Any, setting: Progress, label: str) -> tuple[Any, "ProgressLine | None"]:
+    """``source`` wrapped so its reads show a progress line (None: no line), and the line."""
+    seconds = interval(setting)
+    if seconds is None:
+        return source, None
+    work = Work(source.rows, 1, source.rows, source.row_bytes, False, unit="rows")
+    holder: list[Ticking] = []
+    line = ProgressLine(work, seconds, lambda: [holder[0].rows_done if holder else 0], label=label)
+    line.begin_pass(0, source.rows)
+    holder.append(Ticking(source, line))
+    return holder[0], line
 
 
 def _si(value: float) -> str:

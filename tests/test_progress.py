@@ -30,6 +30,13 @@ def test_progress_lines_appear_with_progress_and_not_without(ranks):
     assert not [ln for ln in off.stderr.splitlines() if LINE.search(ln)], off.stderr
 
 
+def test_gen_shows_progress_in_rows(tmp_path):
+    on = run_ok("gen", str(tmp_path / "a.h5:/x"), "--rows", "6000000", "--progress=0.05")
+    assert re.search(r"^gen: [\d,]+/6,000,000 rows +\d+%, \S+ rows/s \S+ GB/s, ETA", on.stderr, re.M), on.stderr
+    off = run_ok("gen", str(tmp_path / "b.h5:/x"), "--rows", "6000000", "--no-progress")
+    assert "rows/s" not in off.stderr
+
+
 def test_a_short_run_in_a_log_prints_no_progress_line_by_default():
     proc = run_ok("run", str(JOBS / "stats.py"), "--input", "synthetic:rows=20000,cols=2")
     assert not LINE.search(proc.stderr)
