@@ -19,6 +19,8 @@ import h5py
 import numpy as np
 
 DatasetShape = tuple[np.dtype, tuple[int, ...]]      # dtype, full shape (rows first)
+ALIGN = 1 << 20      # datasets of 1 MiB or more start on a 1 MiB boundary: shards whose bytes are
+                     # whole pages (or stripes) never share one with another rank's shard
 
 
 class SparseImage(io.RawIOBase):
@@ -98,7 +100,7 @@ def add_datasets(f: h5py.File, datasets: Mapping[str, DatasetShape]) -> dict[str
 def layout(datasets: Mapping[str, DatasetShape]) -> dict[str, int]:
     """Where each dataset's bytes will be in the output file (the same on every rank)."""
     image = SparseImage()
-    with h5py.File(image, "w", track_order=True) as f:
+    with _open(image) as f:
         return add_datasets(f, datasets)
 
 
@@ -106,8 +108,12 @@ def complete(fd: int, datasets: Mapping[str, DatasetShape], fill: Callable[[h5py
     """Rank 0, at the end: the file's structure (datasets, then what ``fill`` adds) written into
     ``fd`` around the rows already there. Returns the offsets, which must equal :func:`layout`'s."""
     image = SparseImage()
-    with h5py.File(image, "w", track_order=True) as f:
+    with _open(image) as f:
         offsets = add_datasets(f, datasets)
         fill(f)
     image.to_disk(fd)
     return offsets
+
+
+def _open(image: SparseImage) -> h5py.File:
+    return h5py.File(image, "w", track_order=True, alignment_threshold=ALIGN, alignment_interval=ALIGN)
