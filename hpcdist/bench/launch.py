@@ -77,12 +77,10 @@ def run_hpcdist(ranks: int, job: str, args: Sequence[str], output: str,
                 env: Mapping[str, str] | None = None, keep_output: bool = False) -> HpcdistRun:
     """``mpiexec -n RANKS hpcdist run JOB ARGS --output OUTPUT``, read back (and removed unless
     ``keep_output``)."""
-    import h5py
+    from hpcdist.output import read_result   # results only (not the /hpcdist run record), rank_* lists back
 
     _, wall = launch(mpi_cmd(ranks, [*hpcdist_cmd(), "run", str(job), *args, "--output", str(output)]), env)
-    with h5py.File(output, "r") as f:
-        attrs = dict(f.attrs)
-        results = {k: f[k][()] for k in f}
+    results, attrs = read_result(str(output))
     if not keep_output:
         os.unlink(output)
     return HpcdistRun(wall, attrs, results)
