@@ -25,6 +25,13 @@ from hpcdist.sinks.image import DatasetShape, complete, layout
 RowLayout = tuple[np.dtype, tuple[int, ...]]     # dtype, row shape
 
 
+class RowsNotWritten(JobError):
+    """This rank could not write or fsync its rows (a full disk, a quota, an I/O error).
+
+    A JobError only in how it ends the run: the rank prints ``cannot write output PATH: REASON``
+    and aborts every rank (exit 1), which no other rank could learn from a collective in time."""
+
+
 def temp_name(output: str, fingerprint: Mapping[str, Any]) -> str:
     """The rows' temporary file: hidden, beside the output, the same for every rank and a resume."""
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
@@ -90,7 +97,7 @@ class RowSink:
             while done < len(view):
                 done += os.pwrite(self.fd, view[done:], at + done)
         except OSError as exc:
-            raise WriteFailed(f"cannot write output {self.output}: {exc.strerror or exc}") from None
+            raise RowsNotWritten(f"cannot write output {self.output}: {exc.strerror or exc}") from None
         self.dirty = True
 
     def sync(self) -> None:
@@ -99,7 +106,8 @@ class RowSink:
             try:
                 os.fsync(self.fd)
             except OSError as exc:
-                raise WriteFailed(f"cannot write output {self.output}: {exc.strerror or exc}") from None
+                self.failed()
+                raise RowsNotWritten(f"cannot write output {self.output}: {exc.strerror or exc}") from None
             self.dirty = False
 
     def deliver(self, write_result: Callable[[str], None]) -> None:
@@ -128,6 +136,7 @@ class RowSink:
             os.replace(self.temp, self.output)
             atomic.fsync_path(os.path.dirname(os.path.abspath(self.output)))
         except OSError as exc:
+            self.failed()
             raise WriteFailed(f"cannot write output {self.output}: {exc.strerror or exc}") from None
         finally:
             if os.path.exists(small):
