@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcdist.errors import EXIT_USAGE, UserError
+from hpcdist.errors import EXIT_FAILURE, EXIT_USAGE, JobError, UserError
 
 MAX_WARM_PASSES = 100
 
@@ -41,6 +41,13 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"hpcdist: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except JobError as exc:
+        print(f"hpcdist: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - a bug in the job: its folded traceback, as run shows it
+        from hpcdist.failures import report
+        sys.stderr.write(report(exc, 0))
+        return EXIT_FAILURE
     print(line, file=sys.stderr)
     return 0
 

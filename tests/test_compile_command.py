@@ -29,3 +29,14 @@ def test_compile_refuses_a_bad_job_or_param_in_one_line(tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope.py" in missing.stderr
     bad = hpcdist("compile", str(JOB), "-p", "bins=3")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "bins" in bad.stderr
+
+
+def test_a_job_that_fails_on_its_first_rows_is_a_folded_traceback_and_exit_1(tmp_path):
+    job = tmp_path / "broken.py"
+    job.write_text("def map(shard, ctx):\n    return shard.sum() / undefined_name\n\n"
+                   "def combine(a, b):\n    return a + b\n\ndef finalize(p, ctx):\n    return {'s': p}\n\n"
+                   "def default_input(params):\n    return 'synthetic:rows=100,cols=1'\n")
+    proc = hpcdist("compile", str(job))
+    assert proc.returncode == 1
+    assert "broken.py:2 in map: NameError: name 'undefined_name' is not defined" in proc.stderr
+    assert "hpcdist/compile.py" not in proc.stderr and "warmup.py" not in proc.stderr
