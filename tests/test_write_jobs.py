@@ -231,3 +231,18 @@ def test_rows_on_a_full_disk_are_one_line_exit_1_and_no_file(tmp_path, ranks):
         assert not out.exists() and leftovers(disk) == []
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_multi_pass_job_filters_with_what_its_own_passes_found(data):
+    d, x = data
+    clean = np.nan_to_num(x).astype(np.float64)
+    with h5py.File(d / "clean64.h5", "w") as f:
+        f["x"] = clean
+    out = d / "above.h5"
+    proc = run_ok("run", str(ROOT / "tests" / "jobs" / "above_mean.py"), "--input", f"{d}/clean64.h5:/x",
+                  "--output", str(out), "--shard-rows", "100", "--schedule", "dynamic", ranks=3)
+    got = datasets(out)
+    with h5py.File(out) as f:
+        assert f.attrs["passes"] == 3                       # the job's pass, counting, writing
+    assert got["above"].tobytes() == clean[clean[:, 0] > got["mean"]].tobytes()
+    assert got["rows"] == len(clean), proc.stderr
