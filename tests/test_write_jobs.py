@@ -148,6 +148,17 @@ def test_transform_changing_its_dtype_is_one_line_naming_the_shard_and_leaves_no
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_a_result_named_like_a_written_dataset_is_one_line_and_leaves_no_file(data, tmp_path):
+    d, _ = data
+    clash = tmp_path / "clash.py"
+    clash.write_text(Path(SELECT).read_text().replace('return {"kept": partial}', 'return {"rows": partial}'))
+    proc = hpcdist("run", str(clash), "--input", f"{d}/in.h5:/x", "--output", str(tmp_path / "o.h5"), ranks=2)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (f"hpcdist: rank 0: error: {clash}: finalize returned 'rows', the name "
+                                           f"of a dataset the job writes (OUTPUTS)")
+    assert not (tmp_path / "o.h5").exists() and leftovers(tmp_path) == []
+
+
 def test_offsets_past_2_to_the_31_rows_and_bytes(tmp_path):
     rows = 3 * 2**31 + 7                        # a sparse file: only the rows written take space
     sink = RowSink("job.py", {"v": Output(rows="filter", dtype=np.uint8, row_shape=())}, str(tmp_path / "o.h5"),

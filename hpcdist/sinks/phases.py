@@ -63,9 +63,11 @@ def synced(sink: RowSink | None, nodes: list[Node]) -> list[Node]:
 
 
 def sync(sink: RowSink | None) -> None:
-    """End of a rank's shards: its rows durable before its partial travels to rank 0."""
+    """End of a rank's shards: its rows durable before its partial travels to rank 0 (and the
+    file closed: a later pass, if any, opens it again)."""
     if sink is not None:
         sink.sync()
+        sink.close()
 
 
 def deliver(sink: RowSink | None, output: str, write_result: Callable[[str], None]) -> None:

@@ -122,6 +122,9 @@ class RowSink:
             with h5py.File(small, "r") as src:
                 def fill(f: h5py.File) -> None:
                     for name in src:
+                        if name in f:
+                            raise JobError(f"{self.job_path}: finalize returned {name!r}, the name of a "
+                                           f"dataset the job writes (OUTPUTS)")
                         src.copy(src[name], f, name)
                     for key, value in src.attrs.items():
                         f.attrs[key] = value
@@ -138,6 +141,9 @@ class RowSink:
         except OSError as exc:
             self.failed()
             raise WriteFailed(f"cannot write output {self.output}: {exc.strerror or exc}") from None
+        except BaseException:
+            self.failed()
+            raise
         finally:
             if os.path.exists(small):
                 os.unlink(small)
