@@ -85,7 +85,12 @@ def compile_job(path: str, spec: str | None, assignments: list[str]) -> str:
 
 
 def _one_pass(job: Any, tiny: np.ndarray, ctx: Any, out: dict[str, Any]) -> Any:
-    """map, combine, then update (multi-pass) or finalize, as a run's pass would call them."""
+    """map, combine, then update (multi-pass) or finalize, as a run's pass would call them
+    (a keyed job: its ``map_keyed``; the shuffle's own code is not numba)."""
+    if getattr(job, "map_keyed", None) is not None:
+        job.map_keyed(tiny, ctx)
+        out["done"] = True
+        return None
     root = job.combine(job.map(tiny, ctx), job.map(tiny, ctx))
     if job.multipass:
         state, done = job.update(ctx.state, root, ctx)
