@@ -8,18 +8,13 @@ max and numpy.histogram's counts over [lo, hi]):
   h5py), the program a careful HPC programmer writes without a framework, running the same numba
   kernel as hpcdist (``--kernel hpcdist``), so the difference is what the framework costs (shipped
   with the package, so compare works from an installed hpcdist too);
-- ``numpy``: one process, the file read in shard-sized pieces, numpy per piece, Chan's merge (the
-  plain baseline: no kernel at all);
-
-Each peer in its best formulation, the one a competent user would write:
-
-- ``multiprocessing``: a ``multiprocessing.Pool(W)``, each worker reading its own contiguous block
-  and running the stats job's numba kernel on each piece (:mod:`hpcdist.bench.kernel_stats`);
-- ``dask``: the same block task, one per worker, as ``dask.delayed`` calls on a
-  ``distributed.LocalCluster`` of W single-threaded worker processes;
-- ``dask_threads``: ``dask.array.from_array`` over the HDF5 dataset on dask's threaded scheduler
-  (W threads; numpy releases the GIL): ``da.nansum / nanmean / nanvar / nanmin / nanmax`` and a
-  ``da.histogram`` per column in one ``dask.compute``, nothing pickled between processes.
+- ``numpy``: one process, shard-sized pieces, numpy per piece, Chan's merge (no kernel at all);
+- each other peer as a competent user would write it: ``multiprocessing``, a ``Pool(W)`` whose
+  workers read a contiguous block each and run the stats job's numba kernel per piece
+  (:mod:`hpcdist.bench.kernel_stats`); ``dask``, that block task as ``dask.delayed`` calls on a
+  ``distributed.LocalCluster`` of W one-thread processes; ``dask_threads``, ``dask.array`` over the
+  HDF5 dataset on the threaded scheduler (``da.nansum / nanmean / nanvar / nanmin / nanmax``, a
+  ``da.histogram`` per column, one ``dask.compute``, nothing pickled).
 
 A first round runs every peer once (warm-up: numba caches, page cache, pool and cluster start) and
 cross-checks every result against ``hpcdist_n1``: counts and histogram exactly, the rest within a
