@@ -71,14 +71,14 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
     try:
         plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows)
         facts = RunFacts(job, params, source, plan, world.size, nodes_in_world)
-        if job.keyed:
-            return run_keyed(facts, options, world, start)   # reduce by key: hpcdist/keyed/
         fp = fingerprint(job, params_json(params), source.describe(), plan.shards, plan.shard_rows,
                          hpcdist.__version__)
         job, sink = rows_out.attach(job, options.output, source, plan, fp, bool(options.checkpoint))
         facts = replace(facts, job=job)
         finder = CheckpointFinder(options, fp)
         resume = world.agree(finder.find)
+        if job.keyed:                                  # reduce by key: hpcdist/keyed/
+            return run_keyed(facts, options, world, start, (fp, resume, finder.loaded), stop)
         world.agree(lambda: rows_out.check_resume(sink, resume.shards_done(plan.shards), finder.loaded))
         passes = _Passes(facts, options, world, resume, finder.loaded, fp, start)
         passes.sink = sink

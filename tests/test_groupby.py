@@ -135,12 +135,7 @@ def test_a_bad_key_on_any_rank_is_one_line_and_exit_2(events, tmp_path, bad):
     assert not out.exists() and not list(tmp_path.glob(".o.h5*"))
 
 
-def test_checkpoint_and_a_key_column_that_is_not_there_are_refused(events, tmp_path):
+def test_a_key_column_that_is_not_there_is_refused(events, tmp_path):
     path, _ = events
-    proc = hpcdist("run", GROUPBY, "--input", f"{path}:/e", "--checkpoint", str(tmp_path / "c.h5"),
-                   "--output", str(tmp_path / "o.h5"), ranks=2)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("hpcdist: error: groupby: --checkpoint is not supported for keyed jobs "
-                                   "(map_keyed) yet; run without it")
     proc = hpcdist("run", GROUPBY, "--input", f"{path}:/e", "--param", "key=3", ranks=2)
     assert proc.returncode == 2 and proc.stderr.strip() == "hpcdist: error: param key must be a column index in [0, 3), got 3"

@@ -1,7 +1,10 @@
 """The keyed pass, top to bottom: map (any schedule) -> fold per key -> shuffle -> finalize -> write.
 
 1. Each rank maps its shards (static or dynamic schedule) with ``map_keyed`` and folds the keyed
-   leaves into O(log S) tree nodes (:class:`hpcdist.tree.Fold` with the keyed merge).
+   leaves into O(log S) tree nodes (:class:`hpcdist.tree.Fold` with the keyed merge). With
+   ``--checkpoint`` these nodes are the snapshots (:mod:`hpcdist.control`), and a resumed run
+   (any rank count) maps only the shards the checkpoint lacks; rank 0 merges the saved nodes. A
+   kill after the map phase redoes the shuffle and the write: the output appears atomically, once.
 2. A bad key on any rank (``UserError`` from map_keyed) is agreed after the map phase: the lowest
    shard's message, one line, exit 2 on every rank.
 3. Splitters from a sample of every rank's keys; the node slices go to their owners in bounded
@@ -20,7 +23,9 @@ import numpy as np
 from mpi4py import MPI
 
 from hpcdist import schedule
+from hpcdist.checkpoint import CheckpointWriter
 from hpcdist.comm import World
+from hpcdist.control import Cadence, Control
 from hpcdist.context import ShardContext
 from hpcdist.errors import JobError, UserError
 from hpcdist.failures import display_path
@@ -30,9 +35,12 @@ from hpcdist.keyed.rounds import DEFAULT_ROUND_BYTES
 from hpcdist.keyed.shuffle import ShuffleStats, shuffle
 from hpcdist.keyed.write import agree_layout, write_keyed
 from hpcdist.options import RunOptions
+from hpcdist.partials import encode
 from hpcdist.record import RunFacts, RunOutcome, run_attributes
+from hpcdist.resume import ResumePoint
+from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.timings import RankTimings
-from hpcdist.tree import Fold
+from hpcdist.tree import Fold, shards_under
 
 ROUND_BYTES_ENV = "HPCDIST_SHUFFLE_ROUND_BYTES"
 
@@ -49,22 +57,47 @@ def round_bytes() -> int:
     return value
 
 
-def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float) -> Any:
-    """One keyed run on every rank; rank 0 returns the results (without --output) and attributes."""
+def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float,
+              saved: tuple[dict[str, Any], ResumePoint, Any], stop: StopFlag | None) -> Any:
+    """One keyed run on every rank; rank 0 returns the results (without --output) and attributes.
+
+    ``saved``: the run's fingerprint, where it resumes and (rank 0) the loaded checkpoint."""
+    if facts.job.multipass:
+        raise UserError(f"{facts.job.name}: a keyed job (map_keyed) has one pass: init/update are not "
+                        f"supported with it", agreed=True)
+    if options.checkpoint and options.keep_checkpoint:
+        raise UserError(f"{facts.job.name}: --keep-checkpoint is not supported for keyed jobs (map_keyed): "
+                        f"their results live on every rank, not in the checkpoint", agreed=True)
+    if stop is not None:
+        return _run(facts, options, world, start, saved, stop)
+    with stop_on_signals(options.checkpoint is not None) as own:
+        return _run(facts, options, world, start, saved, own)
+
+
+def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
+         saved: tuple[dict[str, Any], ResumePoint, Any], stop: StopFlag) -> Any:
     from hpcdist.runtime import RunReport     # the runtime calls this module: import at call time
 
     job = facts.job
-    if options.checkpoint:
-        raise UserError(f"{job.name}: --checkpoint is not supported for keyed jobs (map_keyed) yet; "
-                        f"run without it", agreed=True)
+    fp, resume, loaded = saved
     rounds_limit = round_bytes()
     base = ShardContext(params=facts.params, rows=facts.source.rows, row_shape=facts.source.row_shape,
                         dtype=facts.source.dtype)
     clock = RankTimings()
     merge = keyed_combine(job.combine)
     template = _warm_up(facts, base, clock)
-    fold, failure = _map_phase(facts, options, world, base, merge, clock)
+    writer = (CheckpointWriter(options.checkpoint, fp, world.size, resume.generation)
+              if world.rank == 0 and options.checkpoint else None)
+    cadence = Cadence(options.checkpoint_every, options.checkpoint_every_shards) if options.checkpoint else None
+    control = Control(world, stop, cadence, _snapshots(writer) if writer is not None else None)
+    restored = list(loaded.nodes) if loaded is not None else []
+    fold, failure = _map_phase(facts, options, world, base, merge, clock, control, resume, restored)
     _agree_failure(world, failure)
+    if restored:
+        fold.merge(restored)
+        restored.clear()                # the snapshots' view: merged nodes only, counted once
+    everyone = control.end_pass(clock)
+    _end_control(world, control)
     t = time.perf_counter()
     nodes = fold.nodes
     cuts = _cuts(world.comm, nodes)
@@ -76,10 +109,11 @@ def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float) 
     clock.reduce_s += time.perf_counter() - t
     results = _finalize(job, partial, replace(base, state=None))
     layout = agree_layout(world.comm, results, display_path(job.path))
-    everyone = [RankTimings.from_json(j) for j in world.comm.allgather(clock.to_json())]
     nkeys = world.comm.allreduce(len(partial[KEYS]))
-    attrs = run_attributes(facts, RunOutcome(passes=1, timings=everyone, elapsed_s=world.wtime() - start,
-                                             shards_resumed=0))
+    attrs = run_attributes(facts, RunOutcome(
+        passes=1, timings=everyone or [clock], elapsed_s=world.wtime() - start,
+        shards_resumed=resume.shards_done(facts.plan.shards),
+        checkpoint_s=writer.seconds if writer else 0.0, checkpoints=writer.writes if writer else 0))
     attrs.update(_shuffle_attrs(world, stats, nkeys, rounds_limit))
     gathered = None
     if options.output:
@@ -88,7 +122,23 @@ def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float) 
         write_keyed(world.comm, options.output, results, layout, attrs, identity)
     else:
         gathered = _gather(world.comm, results)
+    if writer is not None:
+        writer.remove()                 # the output is in place: the checkpoint has done its work
     return RunReport(results=gathered, attrs=attrs if world.rank == 0 else {}, shards_here=clock.shards)
+
+
+def _snapshots(writer: CheckpointWriter) -> Any:
+    def write(nodes: list, pass_index: int, progress: Any) -> bool:
+        return writer.snapshot(nodes, pass_index, progress, None)
+    return write
+
+
+def _end_control(world: World, control: Control) -> None:
+    """Every rank passes this point together, with no control message left in flight."""
+    if world.rank == 0:
+        control.share_outcome(encode([(0, 0, {"done": np.asarray(True)})]))
+    else:
+        control.receive_outcome()
 
 
 def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings) -> Keyed | None:
@@ -106,16 +156,22 @@ def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings) -> Keyed |
 
 
 def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardContext, merge: Any,
-               clock: RankTimings) -> tuple[Fold, tuple[int, str] | None]:
+               clock: RankTimings, control: Control, resume: ResumePoint, restored: list
+               ) -> tuple[Fold, tuple[int, str] | None]:
+    """Map every shard not in the checkpoint; rank 0's snapshots also hold the ``restored`` nodes."""
     job, plan, source = facts.job, facts.plan, facts.source
     fold = Fold(plan.shards, merge)
+    done = set(shards_under(resume.done, plan.shards))
+    todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
+    control.begin_pass(0, lambda: fold.nodes + restored)
     failure: tuple[int, str] | None = None
     buf = source.empty(min(plan.shard_rows, plan.rows))
     clock.schedule = schedule.resolve(options.schedule, world.size)
-    shards_of = schedule.open_schedule(clock.schedule, range(plan.shards), world.rank, world.size, world.comm)
+    shards_of = schedule.open_schedule(clock.schedule, todo, world.rank, world.size, world.comm, control.poll)
     where = display_path(job.path)
     try:
         for shard in shards_of:
+            control.poll()
             if failure is not None:
                 continue                # keep claiming (dynamic) so every rank ends the phase together
             first_row, stop = plan.bounds(shard)
@@ -132,7 +188,8 @@ def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardCo
             clock.shards += 1
             clock.read_s += t1 - t0
             clock.compute_s += t2 - t1
-        shards_of.close(None)
+            control.after_shard(t2 - t0)
+        shards_of.close(control.poll)
     except BaseException:
         shards_of.abandon()
         raise
