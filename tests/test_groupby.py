@@ -139,3 +139,12 @@ def test_a_key_column_that_is_not_there_is_refused(events, tmp_path):
     path, _ = events
     proc = hpcdist("run", GROUPBY, "--input", f"{path}:/e", "--param", "key=3", ranks=2)
     assert proc.returncode == 2 and proc.stderr.strip() == "hpcdist: error: param key must be a column index in [0, 3), got 3"
+
+
+def test_an_empty_dataset_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "empty.h5"
+    with h5py.File(path, "w") as f:
+        f["e"] = np.zeros((0, 3))
+    proc = hpcdist("run", GROUPBY, "--input", f"{path}:/e", "--output", str(tmp_path / "o.h5"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"hpcdist: error: {path}:/e: is empty (shape (0, 3))"
+    assert not (tmp_path / "o.h5").exists()

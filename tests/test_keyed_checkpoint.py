@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import JOBS, ROOT, MPIRun, assert_same_bits, hpcdist, read_h5, run_ok
+from conftest import JOBS, ROOT, MPIRun, assert_same_bits, hpcdist, read_h5, run_ok, wait_for_stop_handlers
 from hpcdist.checkpoint.store import previous_path, read
 
 SLOW = str(ROOT / "tests" / "jobs" / "slow_groupby.py")
@@ -71,3 +71,20 @@ def test_keep_checkpoint_is_refused_for_keyed_jobs(events, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("hpcdist: error: groupby: --keep-checkpoint is not supported for keyed jobs "
                                    "(map_keyed): their results live on every rank, not in the checkpoint")
+
+
+def test_a_signal_checkpoints_every_rank_exits_75_and_the_rerun_finishes_with_the_same_bits(events, tmp_path):
+    path, reference = events
+    args = ["run", SLOW, "--input", f"{path}:/e", "--shard-rows", str(SHARD_ROWS), "--param", "sleep=0.1",
+            "--checkpoint", str(tmp_path / "c.h5"), "--schedule", "dynamic"]
+    run = MPIRun(3, *args, "--output", str(tmp_path / "never.h5"))
+    pids = run.pids()
+    wait_for_stop_handlers(pids)
+    time.sleep(1.0)
+    os.kill(pids[2], signal.SIGTERM)
+    assert run.finish().returncode == 75
+    done = saved_shards(tmp_path / "c.h5")
+    assert 0 < done < SHARDS and not (tmp_path / "never.h5").exists()
+    out = tmp_path / "o.h5"
+    run_ok(*args, "--output", str(out), ranks=2)
+    assert_same_bits(reference, read_h5(out))

@@ -67,7 +67,8 @@ def shuffle(comm: MPI.Intracomm, nodes: list[Node], cuts: np.ndarray, round_byte
     buffers = outgoing(nodes, cuts, comm.Get_size())
     received, stats = exchange(comm, buffers, round_bytes)
     got: list[Node] = []
-    for buf in received:
-        if len(buf):
-            got.extend(decode(buf))
+    for s in range(len(received)):
+        if len(received[s]):
+            got.extend(decode(received[s]))
+        received[s] = np.zeros(0, np.uint8)       # one source's bytes at a time beside the decoded nodes
     return got, stats
