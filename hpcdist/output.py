@@ -71,7 +71,8 @@ def read_result(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if kind is not Kind.RESULT:
         raise UserError(not_what_was_wanted(path, kind, Kind.RESULT))
     with h5py.File(path, "r") as f:
-        data = {name: h5values.restore(f[name]) for name in f if isinstance(f[name], h5py.Dataset)}
+        data = {name: h5values.restore(f[name]) for name in f
+                if isinstance(f[name], h5py.Dataset) and "hpcdist_rows" not in f[name].attrs}  # not rows written
         attrs = {k: _unattr(v) for k, v in f.attrs.items()}
         ranks = f.get("hpcdist/ranks")
         if isinstance(ranks, h5py.Group):

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import JOBS, ROOT, hpcdist, run_ok
 from hpcdist.checkpoint.store import previous_path, read
+from hpcdist.output import read_result
 from hpcdist.sinks import Output
 from hpcdist.sinks.rows import RowSink
 from test_checkpoint_restart import Launch, wait_for
@@ -120,6 +121,10 @@ def test_outputs_chain_as_inputs_and_are_plain_hdf5(data, normalized):
     run_ok("run", SELECT, "--input", f"{d}/norm2.h5:/x", "--param", "col=0", "--param", "lo=-0.5",
            "--param", "hi=0.5", "--output", str(d / "chain.h5"), ranks=2)
     run_ok("run", STATS, "--input", f"{d}/chain.h5:/rows", "--output", str(d / "chain-stats.h5"))
+    results, _ = read_result(str(d / "chain.h5"))       # 'hpcdist info': the results, not the rows
+    assert list(results) == ["kept"]
+    with h5py.File(d / "chain.h5") as f:
+        assert f["rows"].attrs["hpcdist_rows"] == "filter" and f["index"].attrs["hpcdist_rows"] == "filter"
     z = normalized[1]["x"]
     picked = z[(z[:, 0] >= -0.5) & (z[:, 0] <= 0.5)]
     with h5py.File(d / "chain-stats.h5") as f:

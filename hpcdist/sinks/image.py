@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 DatasetShape = tuple[np.dtype, tuple[int, ...]]      # dtype, full shape (rows first)
+ROWS_MARK = "hpcdist_rows"   # on each written dataset: "same" or "filter" (results have none)
 ALIGN = 1 << 20      # datasets of 1 MiB or more start on a 1 MiB boundary: shards whose bytes are
                      # whole pages (or stripes) never share one with another rank's shard
 
@@ -104,12 +105,17 @@ def layout(datasets: Mapping[str, DatasetShape]) -> dict[str, int]:
         return add_datasets(f, datasets)
 
 
-def complete(fd: int, datasets: Mapping[str, DatasetShape], fill: Callable[[h5py.File], None]) -> dict[str, int]:
+def complete(fd: int, datasets: Mapping[str, DatasetShape], fill: Callable[[h5py.File], None],
+             marks: Mapping[str, str] | None = None) -> dict[str, int]:
     """Rank 0, at the end: the file's structure (datasets, then what ``fill`` adds) written into
-    ``fd`` around the rows already there. Returns the offsets, which must equal :func:`layout`'s."""
+    ``fd`` around the rows already there. ``marks``: each dataset's ``ROWS_MARK`` attribute (an
+    attribute lives in the object header: the data does not move). Returns the offsets, which
+    must equal :func:`layout`'s."""
     image = SparseImage()
     with _open(image) as f:
         offsets = add_datasets(f, datasets)
+        for name, mark in (marks or {}).items():
+            f[name].attrs[ROWS_MARK] = mark
         fill(f)
     image.to_disk(fd)
     return offsets

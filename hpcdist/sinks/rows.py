@@ -130,7 +130,7 @@ class RowSink:
                         f.attrs[key] = value
                 fd = os.open(self.temp, os.O_RDWR | os.O_CREAT, 0o666)
                 try:
-                    offsets = complete(fd, self.datasets(), fill)
+                    offsets = complete(fd, self.datasets(), fill, {n: o.rows for n, o in self.outputs.items()})
                     os.fsync(fd)
                 finally:
                     os.close(fd)
