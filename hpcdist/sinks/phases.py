@@ -50,9 +50,11 @@ def check_resume(sink: RowSink | None, shards_done: int, loaded: Any) -> None:
     if sink is None or not shards_done or not state or int(state.get(PHASE, -1)) != WRITING:
         return
     if not sink.existed:
+        done = (f"; {sink.output} exists: if it is this run's complete output (a stop between its "
+                f"rename and the checkpoint's removal), nothing is left to do" if os.path.exists(sink.output) else "")
         raise UserError(f"the checkpoint counts the rows of {shards_done:,} shards as written, but their "
                         f"file {sink.temp} is gone: resume with the same --output, or start over with "
-                        f"--restart=fresh")
+                        f"--restart=fresh{done}")
 
 
 def synced(sink: RowSink | None, nodes: list[Node]) -> list[Node]:
