@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from hpcdist.errors import JobError
+from hpcdist.keyed._merge import merge_sorted, place
 from hpcdist.partials import Node
 from hpcdist.tree import height, span
 
@@ -75,21 +76,18 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
             return a
         if len(ka) == 0:
             return b
-        keys = np.union1d(ka, kb)
-        ia, ib = np.searchsorted(keys, ka), np.searchsorted(keys, kb)
-        both_a = np.isin(ka, kb, assume_unique=True)
-        both_b = np.isin(kb, ka, assume_unique=True)
+        keys, ia, ib, pa, pb = merge_sorted(ka, kb)
         out: Keyed = {KEYS: keys}
         for name in a:
             if name == KEYS:
                 continue
             arr = np.empty((len(keys),) + a[name].shape[1:], dtype=a[name].dtype)
-            arr[ia] = a[name]
-            arr[ib] = b[name]
+            place(arr, ia, a[name])
+            place(arr, ib, b[name])
             out[name] = arr
-        if both_a.any():
-            both = combine(_values(take(a, both_a)), _values(take(b, both_b)))
-            where = ia[both_a]
+        if len(pa):
+            both = combine(_values(take(a, pa)), _values(take(b, pb)))
+            where = ia[pa]
             for name in out:
                 if name != KEYS:
                     if name not in both:

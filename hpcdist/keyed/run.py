@@ -206,12 +206,13 @@ def _agree_failure(world: World, failure: tuple[int, str] | None) -> None:
 
 
 def _cuts(comm: MPI.Intracomm, nodes: list) -> np.ndarray:
-    keys = np.unique(np.concatenate([n[2][KEYS] for n in nodes])) if nodes else np.zeros(0, np.int64)
-    sample = local_sample(keys)
-    weight = np.full(len(sample), len(keys) / max(1, len(sample)))
-    samples = np.concatenate(comm.allgather(sample))
-    weights = np.concatenate(comm.allgather(weight))
-    return splitters(samples, weights, comm.Get_size())
+    """Splitters from up to 64 keys of each node this rank holds, weighted by the node's key count
+    (a key in two nodes counts twice: only the balance depends on it, never a result)."""
+    samples = [local_sample(n[2][KEYS]) for n in nodes]
+    weights = [np.full(len(s), len(n[2][KEYS]) / max(1, len(s))) for s, n in zip(samples, nodes)]
+    mine = np.concatenate(samples) if samples else np.zeros(0, np.int64)
+    weight = np.concatenate(weights) if weights else np.zeros(0)
+    return splitters(np.concatenate(comm.allgather(mine)), np.concatenate(comm.allgather(weight)), comm.Get_size())
 
 
 def _agree_template(world: World, template: Keyed | None, mine: Keyed | None) -> Keyed:
