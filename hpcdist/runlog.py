@@ -2,8 +2,8 @@
 
 Each rank notes, for every shard it maps, when it started reading, finished reading and finished
 computing (seconds since the run's synchronised start, on that rank's clock), and whether the
-shard was stolen. At the end of each pass rank 0 gathers them (MPI_Gatherv: O(shards) bytes in
-total, a tree inside the MPI library) with every rank's host name (O(ranks)). Shards that came
+shard was stolen. At the end of each pass rank 0 gathers them (O(shards) bytes in
+total, up a binomial tree) with every rank's host name (O(ranks)). Shards that came
 from a checkpoint are rows with rank -1, no times and ``resumed`` set.
 
 In the output file (:mod:`hpcdist.output`) they become one dataset per column under
@@ -26,6 +26,7 @@ SHARD_COLUMNS = ("pass", "shard", "rank", "read_start", "read_end", "compute_end
 RANK_COLUMNS = ("shards", "compile_s", "read_s", "compute_s", "reduce_s", "idle_s", "busy_s", "claims", "steals")
 GROUP = "hpcdist"
 HOST_BYTES = 64
+_ROWS_TAG = 7401            # on the run's communicator; every receive names its source and this tag
 
 
 class ShardLog:
@@ -54,20 +55,25 @@ class ShardLog:
 
 
 def gather_rows(world: World, log: ShardLog) -> np.ndarray | None:
-    """Collective: every rank's rows of this pass on rank 0, sorted by (pass, shard); None elsewhere."""
-    mine = np.ascontiguousarray(log.take())
-    if world.size == 1:
-        return _sorted(mine)
-    counts = np.zeros(world.size, dtype=np.int64) if world.rank == 0 else None
-    world.comm.Gather(np.array([mine.size], dtype=np.int64), counts, root=0)
-    if world.rank != 0:
-        world.comm.Gatherv(mine, None, root=0)
-        return None
-    assert counts is not None
-    out = np.empty(int(counts.sum()), dtype=np.float64)
-    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    world.comm.Gatherv(mine, [out, counts, displs, MPI.DOUBLE], root=0)
-    return _sorted(out.reshape(-1, len(SHARD_COLUMNS)))
+    """Collective: every rank's rows of this pass on rank 0, sorted by (pass, shard); None elsewhere.
+
+    A binomial tree: rank 0 receives log2(P) messages, O(shards) bytes in all (MPI_Gatherv would
+    post one receive per rank at the root)."""
+    parts = [np.ascontiguousarray(log.take())]
+    comm, rank, size, step = world.comm, world.rank, world.size, 1
+    while step < size:
+        if rank % (2 * step):
+            rows = np.concatenate(parts)
+            comm.Send([rows, MPI.DOUBLE], dest=rank - step, tag=_ROWS_TAG)
+            return None
+        if rank + step < size:
+            status = MPI.Status()
+            comm.Probe(source=rank + step, tag=_ROWS_TAG, status=status)
+            got = np.empty(status.Get_count(MPI.DOUBLE), dtype=np.float64)
+            comm.Recv([got, MPI.DOUBLE], source=rank + step, tag=_ROWS_TAG)
+            parts.append(got.reshape(-1, len(SHARD_COLUMNS)))
+        step *= 2
+    return _sorted(np.concatenate(parts))
 
 
 def gather_hosts(world: World) -> list[str] | None:
