@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpcdist.jobhelp import main_job_help, wants_job_help
     job = wants_job_help(sys.argv[1:] if argv is None else argv)
     if job is not None:
-        return main_job_help(job)       # hpcdist run JOB.py --help: the job's own params and results
+        return main_job_help(job) if _launcher_rank() == 0 else 0   # the job's own params and results
     args = build_parser().parse_args(argv)
     return args.func(args)
 
