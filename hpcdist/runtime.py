@@ -66,7 +66,7 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
     spec = options.input or default_input(job, params)
     seconds = world.agree(lambda: _check_and_pace(job, spec, options, params))   # progress: rank 0's tty
     options = replace(options, progress=False if seconds is None else seconds)
-    source = open_source(spec)
+    source = open_source(spec, world.agree)   # many files: rank 0 reads their table, once
     nodes_in_world = world.nodes  # collective: every rank asks now, rank 0 records it later
     try:
         plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows)

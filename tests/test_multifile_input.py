@@ -127,3 +127,15 @@ def test_a_writing_job_over_many_files_writes_what_it_writes_over_one(parts):
     with h5py.File(d / "many-z.h5") as many, h5py.File(d / "one-z.h5") as one:
         assert many["x"].shape == (sum(SIZES), 3)
         assert many["x"][()].tobytes() == one["x"][()].tobytes()
+
+
+def test_with_agree_only_the_deciding_rank_opens_every_part(parts):
+    d, whole = parts
+    spec = f"{d}/part-*.h5:/x"
+    decided = []
+    with open_source(spec, agree=lambda decide: decided.append(decide()) or decided[0]) as source:
+        assert source.rows == sum(SIZES)
+    (d / "part-003.h5").write_bytes(b"not read by this rank")     # another rank sees rank 0's table
+    with open_source(spec, agree=lambda decide: decided[0]) as source:
+        assert source.rows == sum(SIZES)
+        assert source.read(0, 21, source.empty(21)).tobytes() == whole[:21].tobytes()

@@ -3,11 +3,13 @@ or ``@list`` in the file part makes many files one input (:mod:`hpcdist.sources.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from hpcdist.errors import UserError
 from hpcdist.params import _parse_int
 from hpcdist.sources.base import Source
 from hpcdist.sources.hdf5 import HDF5Source
-from hpcdist.sources.multi import MultiSource, expand, is_many
+from hpcdist.sources.multi import MultiSource, is_many
 from hpcdist.sources.npy import NpySource
 from hpcdist.sources.synthetic import RangeSource, SyntheticSource
 
@@ -17,8 +19,9 @@ _SYNTHETIC_KEYS = {"rows": _parse_int, "cols": _parse_int, "dtype": str, "seed":
                    "dist": str, "nan": float}
 
 
-def open_source(spec: str) -> Source:
-    """Open the data named by ``spec``; any problem with it is a one-line UserError."""
+def open_source(spec: str, agree: Callable[[Callable[[], Any]], Any] | None = None) -> Source:
+    """Open the data named by ``spec``; any problem with it is a one-line UserError. ``agree``
+    (``World.agree``): what every rank needs to know about many files is read by rank 0 only."""
     if spec.startswith("synthetic:"):
         return SyntheticSource(**parse_synthetic(spec))
     if spec.startswith("range:"):
@@ -29,11 +32,11 @@ def open_source(spec: str) -> Source:
             raise UserError(f"{spec}: expected range:N with N a whole number") from None
     if spec.endswith(".npy") or (spec.startswith("@") and ":/" not in spec):
         if is_many(spec):      # 'dir/part-*.npy' or '@files.txt': many files, one input
-            return MultiSource(spec, expand(spec, spec), NpySource)
+            return MultiSource(spec, spec, NpySource, agree)
         return NpySource(spec)
     path, dataset = split_hdf5_spec(spec)
     if is_many(path):          # 'dir/part-*.h5:/x' or '@files.txt:/x'
-        return MultiSource(spec, expand(path, spec), lambda p: HDF5Source(p, dataset))
+        return MultiSource(spec, path, lambda p: HDF5Source(p, dataset), agree)
     return HDF5Source(path, dataset)
 
 

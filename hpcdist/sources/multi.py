@@ -3,8 +3,8 @@
 Rows are concatenated in file order (sorted names for a glob, the list's order for ``@file``); a
 shard is a range of these logical rows and may cross file boundaries. Why lazily: runs read
 thousands of parts, so a file is opened only when a shard needs its rows and closed as soon as a
-read moves past it (at most one part is open per rank); opening every part up front only reads
-its shape and dtype, which must agree across parts.
+read moves past it (at most one part is open per rank). Every part's shape and dtype must agree;
+in a run only rank 0 checks that, once (see :class:`MultiSource`).
 """
 
 from __future__ import annotations
@@ -50,24 +50,28 @@ def expand(file_part: str, spec: str) -> list[str]:
     return names
 
 
-class MultiSource(Source):
-    """The concatenated rows of ``paths``, each opened with ``opener`` (an HDF5 or .npy source)."""
+Agree = Callable[[Callable[[], Any]], Any]      # World.agree: rank 0 decides, every rank gets it
 
-    def __init__(self, spec: str, paths: list[str], opener: Opener) -> None:
-        self.spec, self.paths, self._opener = spec, list(paths), opener
-        starts = [0]
-        first: Source | None = None
-        for path in self.paths:
-            with opener(path) as part:
-                if first is None:
-                    first = part
-                    self.row_shape, self.dtype = part.row_shape, part.dtype
-                    self.conversion, self._stored = part.conversion, part.stored_dtype
-                else:
-                    _check_agrees(part, self, path, self.paths[0])
-                starts.append(starts[-1] + part.rows)
-        self._starts = starts            # logical row where each file begins (len(paths) + 1)
-        self.rows = starts[-1]
+
+class MultiSource(Source):
+    """The concatenated rows of ``file_part``'s files, each opened with ``opener`` (HDF5 or .npy).
+
+    With ``agree`` (``World.agree``), rank 0 alone lists the files and reads every part's rows,
+    size and mtime, and the other ranks get that table (O(files) numbers) instead of each opening
+    every part: thousands of parts times thousands of ranks would be a metadata storm. Every rank
+    then opens only the first part (dtype, row shape) and the parts its shards read.
+    """
+
+    def __init__(self, spec: str, file_part: str, opener: Opener, agree: Agree | None = None) -> None:
+        self.spec, self._opener = spec, opener
+        table = agree(lambda: _scan(spec, file_part, opener)) if agree else _scan(spec, file_part, opener)
+        self.paths = [path for path, _, _, _ in table]
+        self._identity = [[os.path.abspath(path), size, mtime] for path, _, size, mtime in table]
+        with opener(self.paths[0]) as first:
+            self.row_shape, self.dtype = first.row_shape, first.dtype
+            self.conversion, self._stored = first.conversion, first.stored_dtype
+        self._starts = [0, *np.cumsum([rows for _, rows, _, _ in table]).tolist()]   # where each part begins
+        self.rows = self._starts[-1]
         self.chunk_rows = 1
         self._open: tuple[int, Source] | None = None
 
@@ -110,20 +114,31 @@ class MultiSource(Source):
         return found
 
     def describe(self) -> dict[str, Any]:
-        identity = []
-        for path in self.paths:
-            st = os.stat(path)
-            identity.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
-        return {**super().describe(), "files": identity}
+        return {**super().describe(), "files": self._identity}
 
     def close(self) -> None:
         self._close_open()
 
 
-def _check_agrees(part: Source, first: MultiSource, path: str, first_path: str) -> None:
+def _scan(spec: str, file_part: str, opener: Opener) -> list[tuple[str, int, int, int]]:
+    """(path, rows, size, mtime_ns) of every part, in order; parts that disagree are a UserError."""
+    table: list[tuple[str, int, int, int]] = []
+    first: Source | None = None
+    for path in expand(file_part, spec):
+        with opener(path) as part:
+            if first is None:
+                first = part
+            else:
+                _check_agrees(spec, part, path, first, table[0][0])
+            st = os.stat(path)
+            table.append((path, part.rows, st.st_size, st.st_mtime_ns))
+    return table
+
+
+def _check_agrees(spec: str, part: Source, path: str, first: Source, first_path: str) -> None:
     if part.row_shape != first.row_shape:
         raise UserError(f"{path}: rows of shape {part.row_shape}, but {first_path} has rows of shape "
-                        f"{first.row_shape} (every file of {first.spec} must agree)")
+                        f"{first.row_shape} (every file of {spec} must agree)")
     if part.stored_dtype != first.stored_dtype:
         raise UserError(f"{path}: dtype {part.stored_dtype}, but {first_path} has dtype "
-                        f"{first.stored_dtype} (every file of {first.spec} must agree)")
+                        f"{first.stored_dtype} (every file of {spec} must agree)")
