@@ -1,6 +1,7 @@
 """Reduce by key: per-key partials folded over the fixed shard tree, shuffled to owner ranks.
 
-- :mod:`.fold`: keyed partials and their merge (pure numpy, no MPI): the same bits at any rank count;
+- :mod:`.fold`: keyed partials and their merge (no MPI): the same bits at any rank count;
+- :mod:`._merge`: the linear merge of two sorted key arrays and the row placement (numba);
 - :mod:`.aggregate`: the numba kernel of jobs/groupby.py (count, sum, mean, M2, min, max per key);
 - :mod:`.partition`: splitters from a sample -> the rank that owns each key range;
 - :mod:`.rounds`: bounded exchange rounds (int64 totals, every MPI count below 2**31);
