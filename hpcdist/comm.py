@@ -182,7 +182,7 @@ def run_spmd(main: Callable[[], int], comm: MPI.Intracomm | None = None) -> int:
     except JobError as exc:
         # Ranks often find the same bug at once (every rank combines): the lowest-numbered reports
         # and the others give its MPI_Abort a moment to end them first, so the user reads one line.
-        time.sleep(min(1.0, 0.2 * rank))
+        time.sleep(min(1.0, 0.2 * rank) + (ABORT_GRACE_S if rank else 0.0))   # outlast rank 0's grace
         prefix = f"rank {rank}: " if size > 1 else ""
         print(f"hpcdist: {prefix}error: {exc}", file=sys.stderr, flush=True)
         return _abort(comm, EXIT_FAILURE)
