@@ -41,6 +41,7 @@ from hpcdist.resume import ResumePoint
 from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.timings import RankTimings
 from hpcdist.tree import Fold, shards_under
+from hpcdist.warmup import warm
 
 ROUND_BYTES_ENV = "HPCDIST_SHUFFLE_ROUND_BYTES"
 
@@ -142,12 +143,14 @@ def _end_control(world: World, control: Control) -> None:
 
 
 def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings) -> Keyed | None:
-    """Compile on a tiny shard; its partial (no keys) is the layout of an owner without keys."""
+    """Load or compile the kernels on a tiny shard; its partial (no keys) is the layout of an owner without keys."""
     rows = min(facts.source.rows, 16)
     tiny = facts.source.read(0, rows, facts.source.empty(rows))
+    ctx, got = replace(base, index=0, start=0, stop=rows), []
     t = time.perf_counter()
-    try:
-        leaf = keyed_leaf(facts.job.map_keyed(tiny, replace(base, index=0, start=0, stop=rows)), "warm-up")
+    try:       # every rank loads numba's cache at once; a miss takes turns (hpcdist.warmup)
+        warm(lambda: got.insert(0, facts.job.map_keyed(tiny, ctx)))
+        leaf = keyed_leaf(got[0], "warm-up")
     except UserError:
         return None                     # the map phase meets the same rows and says so
     finally:
