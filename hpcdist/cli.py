@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from hpcdist.argtypes import whole_number as _int  # the same parser as hpcdist bench's
 from hpcdist.options import CHECKPOINT_EVERY_S, RESTART_MODES, SCHEDULES
-from hpcdist.errors import EXIT_FAILURE, EXIT_REQUEUE, EXIT_USAGE, UserError, WriteFailed
+from hpcdist.errors import EXIT_FAILURE, EXIT_REQUEUE, EXIT_USAGE, JobError, UserError, WriteFailed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,72 +187,68 @@ def _leave_interrupted(w, stop) -> int:
     return leave(code)
 
 
+def one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A serial command's known errors as one line: bad input exit 2, a failed write or a job bug exit 1."""
+    @functools.wraps(command)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except UserError as exc:
+            print(f"hpcdist: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (WriteFailed, JobError) as exc:
+            print(f"hpcdist: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    return wrapped
+
+
+@one_line_errors
 def _cmd_gen(args: argparse.Namespace) -> int:
     from hpcdist.generate import generate
     from hpcdist.progress import watch_rows
     from hpcdist.sources.synthetic import SyntheticSource
 
-    try:
-        source = SyntheticSource(args.rows, args.cols, args.dtype, args.seed, args.dist, args.nan)
-        watched, line = watch_rows(source, args.progress, "gen")
-        path = generate(args.target, watched, args.chunk_rows, force=args.force)
-        if line is not None:
-            line.close()
-    except UserError as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except WriteFailed as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    source = SyntheticSource(args.rows, args.cols, args.dtype, args.seed, args.dist, args.nan)
+    watched, line = watch_rows(source, args.progress, "gen")
+    path = generate(args.target, watched, args.chunk_rows, force=args.force)
+    if line is not None:
+        line.close()
     print(f"wrote {args.target}: {source.rows:,} x {args.cols} {args.dtype} "
           f"({source.nbytes / 1e9:.3f} GB) -> {path}", file=sys.stderr)
     return 0
 
 
+@one_line_errors
 def _cmd_info(args: argparse.Namespace) -> int:
     from hpcdist.output import read_result
     from hpcdist.show import format_attrs, format_full, format_result
 
-    try:
-        data, attrs = read_result(args.path)
-    except UserError as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    data, attrs = read_result(args.path)
     print(format_attrs(args.path, attrs))
     print(format_full(data) if args.full else format_result(data))
     return 0
 
 
+@one_line_errors
 def _cmd_report(args: argparse.Namespace) -> int:
     from hpcdist.report import make_report
 
-    out = args.out or os.path.splitext(args.path)[0] + ".report"
-    try:
-        print(make_report(args.path, out))
-    except UserError as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    print(make_report(args.path, args.out or os.path.splitext(args.path)[0] + ".report"))
     return 0
 
 
+@one_line_errors
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from hpcdist.jobhelp import list_jobs
 
-    try:
-        print(list_jobs(args.directory))
-    except UserError as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    print(list_jobs(args.directory))
     return 0
 
 
+@one_line_errors
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from hpcdist.checkpoint.inspect import inspect_checkpoint
 
-    try:
-        text, valid = inspect_checkpoint(args.path, as_json=args.json)
-    except UserError as exc:
-        print(f"hpcdist: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    text, valid = inspect_checkpoint(args.path, as_json=args.json)
     print(text)
     return 0 if valid else 1

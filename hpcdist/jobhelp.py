@@ -67,7 +67,7 @@ def list_jobs(directory: str) -> str:
         return f"{directory}: no job files (a job defines map, combine and finalize)"
     width = max(len(p) for p, _ in rows)
     return "\n".join(f"{p:<{width}}  {s}" for p, s in rows) + \
-        f"\n\nhpcdist run JOB.py --help: a job's params, default input and results"
+        "\n\nhpcdist run JOB.py --help: a job's params, default input and results"
 
 
 def main_job_help(path: str) -> int:

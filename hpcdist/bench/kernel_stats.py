@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcdist.bench.numpy_stats import merge
+from hpcdist.bench.numpy_stats import block_pieces, fold_pieces, merge
 
 
 def kernel_partial(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> dict[str, np.ndarray]:
@@ -27,20 +27,8 @@ def kernel_partial(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> 
 def kernel_block_partial(path: str, dataset: str, start: int, stop: int, lo, hi, bins: int,
                          piece_rows: int) -> dict[str, np.ndarray] | None:
     """Rows [start, stop) of the dataset through the stats kernel, piece by piece (one task)."""
-    import h5py
-
-    acc = None
-    with h5py.File(path, "r") as f:
-        ds = f[dataset]
-        cols = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
-        buf = np.empty((piece_rows, *ds.shape[1:]), ds.dtype)
-        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-        for a in range(start, stop, piece_rows):
-            b = min(a + piece_rows, stop)
-            ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
-            part = kernel_partial(buf[: b - a].reshape(b - a, cols), lo, hi, bins)
-            acc = part if acc is None else merge(acc, part)
-    return acc
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return fold_pieces(block_pieces(path, dataset, start, stop, piece_rows), kernel_partial, lo, hi, bins)
 
 
 def merge_all(parts: list[dict[str, np.ndarray] | None]) -> dict[str, np.ndarray]:

@@ -8,6 +8,8 @@ checked against.
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, Iterator
+
 import numpy as np
 
 
@@ -47,23 +49,35 @@ def finish(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "min": np.where(none, np.nan, p["min"]), "max": np.where(none, np.nan, p["max"]), "hist": p["hist"]}
 
 
-def block_partial(path: str, dataset: str, start: int, stop: int, lo, hi, bins: int,
-                  piece_rows: int) -> dict[str, np.ndarray] | None:
-    """Rows [start, stop) of the dataset, read piece by piece into one buffer (a worker's task)."""
+def block_pieces(path: str, dataset: str, start: int, stop: int, piece_rows: int) -> Iterator[np.ndarray]:
+    """Rows [start, stop) of the dataset as (n, cols) pieces read into one reused buffer."""
     import h5py
 
-    acc = None
     with h5py.File(path, "r") as f:
         ds = f[dataset]
         cols = int(np.prod(ds.shape[1:])) if ds.ndim > 1 else 1
         buf = np.empty((piece_rows, *ds.shape[1:]), ds.dtype)
-        lo, hi = np.asarray(lo), np.asarray(hi)
         for a in range(start, stop, piece_rows):
             b = min(a + piece_rows, stop)
             ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
-            part = piece_partial(buf[: b - a].reshape(b - a, cols).astype(np.float64, copy=False), lo, hi, bins)
-            acc = part if acc is None else merge(acc, part)
+            yield buf[: b - a].reshape(b - a, cols)
+
+
+def fold_pieces(pieces: Iterable[np.ndarray], partial: Callable[..., dict], lo, hi, bins: int
+                ) -> dict[str, np.ndarray] | None:
+    """The pieces' partials merged in row order (None for no rows): one worker's task."""
+    acc = None
+    for x in pieces:
+        part = partial(x, lo, hi, bins)
+        acc = part if acc is None else merge(acc, part)
     return acc
+
+
+def block_partial(path: str, dataset: str, start: int, stop: int, lo, hi, bins: int,
+                  piece_rows: int) -> dict[str, np.ndarray] | None:
+    """Rows [start, stop) of the dataset, read piece by piece into one buffer (a worker's task)."""
+    pieces = (x.astype(np.float64, copy=False) for x in block_pieces(path, dataset, start, stop, piece_rows))
+    return fold_pieces(pieces, piece_partial, np.asarray(lo), np.asarray(hi), bins)
 
 
 def blocks(rows: int, parts: int, align: int) -> list[tuple[int, int]]:
