@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import resource
 import statistics
@@ -253,7 +254,8 @@ def rss_wrapper(cmd: list[str]) -> None:
         sys.stderr.write(proc.stderr)
         sys.exit(proc.returncode)
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    inner = [json.loads(line)["inner_s"] for line in proc.stdout.splitlines() if line.startswith('{"inner_s"')]
+    # ranks' lines may arrive interleaved on one line through mpiexec: take every {"inner_s": x} found
+    inner = [float(v) for v in re.findall(r'\{"inner_s": ([0-9.eE+-]+)\}', proc.stdout)]
     print(json.dumps({"wall_s": wall, "peak_rss_mib": peak_kib / 1024, "inner_s": max(inner, default=wall)}))
 
 
