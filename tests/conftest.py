@@ -157,3 +157,25 @@ def small_h5(tmp_path: Path) -> Path:
     with h5py.File(path, "w") as f:
         f.create_dataset("/grp/x", data=data, chunks=(500, 3))
     return path
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """``tiny_tmpfs(size)``: a small tmpfs under tmp_path (a full disk on demand), unmounted afterwards.
+
+    Mounting needs root: elsewhere the test is skipped with that reason (CI runs as root)."""
+    mounted = []
+
+    def mount(size: str = "1m") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
+        mnt = tmp_path / f"tiny-{len(mounted)}"
+        mnt.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+

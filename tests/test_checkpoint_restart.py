@@ -265,30 +265,23 @@ def test_inspect_describes_progress_and_validity(interrupted):
     assert hpcdist("inspect", str(ckpt)).returncode == 1
 
 
-def test_a_full_disk_at_checkpoint_time_is_reported_and_the_last_generation_survives(tmp_path, reference):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], check=True)
-    try:
-        ckpt = mnt / "run.ckpt.h5"
-        run = Launch(2, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "0.1",
-                     "--output", str(tmp_path / "o.h5"))
-        run.pids()
-        wait_for(lambda: valid_checkpoint(ckpt) is not None)
-        subprocess.run(["dd", "if=/dev/zero", f"of={mnt}/filler", "bs=4k"], capture_output=True)
-        before = read(str(ckpt)).generation
-        time.sleep(0.5)                                         # periodic writes now fail...
-        run.signal(1, signal.SIGTERM)                           # ...and so does the final one
-        code, err = run.finish()
-        assert code == 1 and "checkpoint not written" in err and "checkpoint NOT written" in err
-        assert read(str(ckpt)).generation == before             # the last good one is intact
-        (mnt / "filler").unlink()
-        saved = read(str(ckpt))
-        resume_and_check(ckpt, tmp_path / "o.h5", 2, reference, saved.shards_done())
-    finally:
-        subprocess.run(["umount", str(mnt)])
+def test_a_full_disk_at_checkpoint_time_is_reported_and_the_last_generation_survives(tmp_path, reference, tiny_tmpfs):
+    mnt = tiny_tmpfs("512k")
+    ckpt = mnt / "run.ckpt.h5"
+    run = Launch(2, SLOW, *SLOW_ARGS, "--checkpoint", str(ckpt), "--checkpoint-every", "0.1",
+                 "--output", str(tmp_path / "o.h5"))
+    run.pids()
+    wait_for(lambda: valid_checkpoint(ckpt) is not None)
+    subprocess.run(["dd", "if=/dev/zero", f"of={mnt}/filler", "bs=4k"], capture_output=True)
+    before = read(str(ckpt)).generation
+    time.sleep(0.5)                                         # periodic writes now fail...
+    run.signal(1, signal.SIGTERM)                           # ...and so does the final one
+    code, err = run.finish()
+    assert code == 1 and "checkpoint not written" in err and "checkpoint NOT written" in err
+    assert read(str(ckpt)).generation == before             # the last good one is intact
+    (mnt / "filler").unlink()
+    saved = read(str(ckpt))
+    resume_and_check(ckpt, tmp_path / "o.h5", 2, reference, saved.shards_done())
 
 
 def test_kmeans_killed_in_its_third_pass_resumes_in_that_pass(tmp_path):

@@ -253,17 +253,9 @@ def test_gen_refuses_an_existing_npy_without_force(tmp_path):
 # --- a full disk: one line, exit 1, nothing at the final path ---------------------------------
 
 @pytest.fixture
-def tiny_disk(tmp_path):
+def tiny_disk(tiny_tmpfs):
     """A 1 MiB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    return tiny_tmpfs("1m")
 
 
 def no_crash(proc: subprocess.CompletedProcess, directory: Path) -> None:

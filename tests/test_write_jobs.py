@@ -230,23 +230,16 @@ def test_a_writing_run_stopped_in_its_writing_pass_resumes_without_rewriting_dur
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
-def test_rows_on_a_full_disk_are_one_line_exit_1_and_no_file(tmp_path, ranks):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
-    disk = tmp_path / "tiny"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
-    try:
-        out = disk / "z.h5"             # 2.4 MB of rows: more than the disk holds
-        proc = hpcdist("run", NORMALIZE, "--input", "synthetic:rows=100000,cols=3,seed=1", "--output", str(out),
-                       "--shard-rows", "10000", ranks=ranks)
-        assert proc.returncode == 1, proc.stderr
-        mine = [line for line in proc.stderr.splitlines() if line.startswith("hpcdist:")]
-        assert mine and all(line.endswith(f"error: cannot write output {out}: No space left on device")
-                            for line in mine), proc.stderr
-        assert not out.exists() and leftovers(disk) == []
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+def test_rows_on_a_full_disk_are_one_line_exit_1_and_no_file(tiny_tmpfs, ranks):
+    disk = tiny_tmpfs("1m")
+    out = disk / "z.h5"             # 2.4 MB of rows: more than the disk holds
+    proc = hpcdist("run", NORMALIZE, "--input", "synthetic:rows=100000,cols=3,seed=1", "--output", str(out),
+                   "--shard-rows", "10000", ranks=ranks)
+    assert proc.returncode == 1, proc.stderr
+    mine = [line for line in proc.stderr.splitlines() if line.startswith("hpcdist:")]
+    assert mine and all(line.endswith(f"error: cannot write output {out}: No space left on device")
+                        for line in mine), proc.stderr
+    assert not out.exists() and leftovers(disk) == []
 
 
 def test_a_multi_pass_job_filters_with_what_its_own_passes_found(data):
