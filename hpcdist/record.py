@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
+
 import hpcdist
 from hpcdist.allocation import slurm_attrs
 from hpcdist.comm import mpi_library
@@ -39,6 +41,15 @@ class RunOutcome:
     shards_resumed: int
     checkpoint_s: float = 0.0
     checkpoints: int = 0
+
+
+@dataclass
+class RunReport:
+    """What a run did. ``results`` and ``attrs`` are filled on rank 0 only."""
+
+    results: dict[str, np.ndarray] | None
+    attrs: dict[str, Any]
+    shards_here: int
 
 
 def run_attributes(facts: RunFacts, outcome: RunOutcome) -> dict[str, Any]:

@@ -9,7 +9,7 @@ and exit code 2. The run's own messages (progress, stops, timings, the next pass
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -31,7 +31,7 @@ from hpcdist.params import params_json, resolve_params
 from hpcdist.partials import LayoutCheck, Node, Partial, check_partial, decode, encode
 from hpcdist.preflight import check_run, default_input
 from hpcdist.progress import ProgressLine, Work, interval, report_interval
-from hpcdist.record import RunFacts, RunOutcome, run_attributes
+from hpcdist.record import RunFacts, RunOutcome, RunReport, run_attributes
 from hpcdist.reduce import broadcast, reduce_to_root
 from hpcdist.resume import CheckpointFinder, ResumePoint
 from hpcdist.runlog import RunRecord, ShardLog, gather_hosts, gather_rows
@@ -46,15 +46,6 @@ from hpcdist.warmup import warm_up
 __all__ = ["Interrupted", "RunOptions", "RunReport", "run"]
 
 MAX_PASSES = 10_000
-
-
-@dataclass
-class RunReport:
-    """What a run did. ``results`` and ``attrs`` are filled on rank 0 only."""
-
-    results: dict[str, np.ndarray] | None
-    attrs: dict[str, Any]
-    shards_here: int
 
 
 def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = None) -> RunReport:

@@ -36,7 +36,7 @@ from hpcdist.keyed.shuffle import ShuffleStats, shuffle
 from hpcdist.keyed.write import agree_layout, write_keyed
 from hpcdist.options import RunOptions
 from hpcdist.partials import encode
-from hpcdist.record import RunFacts, RunOutcome, run_attributes
+from hpcdist.record import RunFacts, RunOutcome, RunReport, run_attributes
 from hpcdist.resume import ResumePoint
 from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.timings import RankTimings
@@ -76,9 +76,7 @@ def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float,
 
 
 def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
-         saved: tuple[dict[str, Any], ResumePoint, Any], stop: StopFlag) -> Any:
-    from hpcdist.runtime import RunReport     # the runtime calls this module: import at call time
-
+         saved: tuple[dict[str, Any], ResumePoint, Any], stop: StopFlag) -> RunReport:
     job = facts.job
     fp, resume, loaded = saved
     rounds_limit = round_bytes()
