@@ -57,7 +57,6 @@ def parse_int(text: str) -> int:
         return int(value)
 
 
-_parse_int = parse_int  # the old private name, still imported by hpcdist/sources/__init__.py
 
 
 def resolve_params(

@@ -71,8 +71,7 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
         if job.keyed:                                  # reduce by key: hpcdist/keyed/
             return run_keyed(facts, options, world, start, (fp, resume, finder.loaded), stop)
         world.agree(lambda: rows_out.check_resume(sink, resume.shards_done(plan.shards), finder.loaded))
-        passes = _Passes(facts, options, world, resume, finder.loaded, fp, start)
-        passes.sink = sink
+        passes = _Passes(facts, options, world, resume, finder.loaded, fp, start, sink)
         if resume.complete:
             return passes.from_complete()
         if stop is not None:
@@ -84,12 +83,12 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
 
 
 class _Passes:
-    """The passes of one run on this rank."""
-
-    sink: Any = None     # the rows this rank writes (hpcdist.sinks), for a job with OUTPUTS
+    """The passes of one run on this rank. ``sink``: the rows this rank writes (hpcdist.sinks) for a
+    job with OUTPUTS, else None."""
 
     def __init__(self, facts: RunFacts, options: RunOptions, world: World, resume: ResumePoint,
-                 loaded: Any, fp: dict[str, Any], start: float) -> None:
+                 loaded: Any, fp: dict[str, Any], start: float, sink: Any = None) -> None:
+        self.sink = sink
         self.facts, self.job, self.source, self.plan = facts, facts.job, facts.source, facts.plan
         self.options, self.world, self.resume, self.loaded, self.start = options, world, resume, loaded, start
         self.base = ShardContext(params=facts.params, rows=self.source.rows, row_shape=self.source.row_shape,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from hpcdist.errors import UserError
-from hpcdist.params import _parse_int
+from hpcdist.params import parse_int
 from hpcdist.sources.base import Source
 from hpcdist.sources.hdf5 import HDF5Source
 from hpcdist.sources.multi import MultiSource, is_many
@@ -15,7 +15,7 @@ from hpcdist.sources.synthetic import RangeSource, SyntheticSource
 
 __all__ = ["Source", "open_source", "split_hdf5_spec", "parse_synthetic"]
 
-_SYNTHETIC_KEYS = {"rows": _parse_int, "cols": _parse_int, "dtype": str, "seed": _parse_int,
+_SYNTHETIC_KEYS = {"rows": parse_int, "cols": parse_int, "dtype": str, "seed": parse_int,
                    "dist": str, "nan": float}
 
 
@@ -27,7 +27,7 @@ def open_source(spec: str, agree: Callable[[Callable[[], Any]], Any] | None = No
     if spec.startswith("range:"):
         text = spec[len("range:"):]
         try:
-            return RangeSource(_parse_int(text))
+            return RangeSource(parse_int(text))
         except ValueError:
             raise UserError(f"{spec}: expected range:N with N a whole number") from None
     if spec.endswith(".npy") or (spec.startswith("@") and ":/" not in spec):
