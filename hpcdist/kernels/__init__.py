@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from hpcdist.kernels._blocks import BLOCK_ROWS
+from hpcdist.kernels._cache import lean_load
 from hpcdist.kernels._ir import LANES
 from hpcdist.kernels._moments import shard_stats as _shard_stats
 from hpcdist.kernels._range import finite_range as _finite_range
@@ -30,6 +31,9 @@ from hpcdist.kernels._range import finite_range as _finite_range
 __all__ = ["ColumnStats", "Range", "column_stats", "finite_range", "LANES", "BLOCK_ROWS", "MAX_BINS"]
 
 MAX_BINS = 2**31 - 1        # bin indices travel as 32-bit lanes
+
+lean_load(_shard_stats)     # the two entry points called from Python: loaded without numba's
+lean_load(_finite_range)    # compiler start-up (see _cache); their callees are linked inside them
 
 
 class ColumnStats(NamedTuple):
