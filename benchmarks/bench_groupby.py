@@ -6,21 +6,35 @@ process timed from launch to results written, interleaved round by round (the ma
 
 - hpcdist at 1 and 2 ranks: ``mpiexec -n N hpcdist run jobs/groupby.py --param key=0 --output ...``
   (its own ``elapsed_s`` is recorded too);
-- pandas, 1 process: h5py read of the whole dataset, ``DataFrame.groupby(0).agg(...)``;
-- dask dataframe, 2 worker processes (``LocalCluster``): ``dd.from_map`` with an h5py read per
-  partition (``dd.from_dask_array(da.from_array(h5py_dataset))`` fails in current dask);
-- a hand-written mpi4py + numba script at 2 ranks (this file, ``--peer mpi``): each rank reads its
-  contiguous rows, hash-aggregates them with its own numba kernel (slots found first, then the
-  accumulators updated), sends each key to rank ``hash(key) % P`` in one ``Alltoallv``, merges with
-  Chan's update and rank 0 gathers and sorts.
+- every peer in its best formulation (a comparison that flatters us tells us nothing), all reading
+  with h5py ``read_direct`` piece by piece into one small reused buffer (fresh memory costs
+  ~1.3 s/GiB on this VM, more than the read), and computing mean as sum / count and var from one
+  ``var`` aggregate (ddof 1 -> 0), so no statistic is a second pass:
+  - ``pandas_1proc``: the key and value columns read into three arrays (key as int64, no copies
+    after), ``DataFrame(copy=False).groupby("k", sort=False).agg(["count", "sum", "min", "max",
+    "var"])``, sorted by key after (sorting 10^6 result rows beats sorting 10^8 codes);
+  - ``dask_2threads`` / ``dask_2procs``: ``dd.from_map`` with that read per partition (meta given:
+    nothing is read to infer it; ``dd.from_dask_array(da.from_array(h5py_dataset))`` fails in
+    current dask), the same ``agg``, on the threaded scheduler with 2 threads or on a 2-worker
+    ``LocalCluster``; rows per partition by key count (:func:`dask_part_rows`). Both run: the issue
+    measured threads 2x faster at 10^3 keys (no cluster start, nothing serialised) and even at
+    10^6; the table shows which wins here;
+  - ``handwritten_2ranks``: benchmarks/peers/groupby_handwritten.py, the tuned mpi4py + h5py +
+    numba script (no hpcdist import): pieces into one buffer, a numba hash aggregate sized by the
+    distinct keys (slots of 1024 rows found before the accumulators are updated), keys
+    range-partitioned in one ``Alltoallv`` of the compacted table, Chan merge at the owners, rank 0
+    gathers and writes. Its numba cache is warm (cache=True), like hpcdist's; both are timed
+    from process launch to result written, compile-from-cache included.
 
 Before anything is timed, every contender's result is checked against hpcdist's at 1 rank (keys,
-counts, min and max exactly; sum, mean, var to 1e-9). Results: benchmarks/results/groupby.json and
-a markdown table on stdout. Target (issue 12): hpcdist at 2 ranks ahead of pandas and dask on both
-key counts and within 1.1x of the hand-written script.
+counts, min and max exactly; sum, mean, var to 1e-9), and again in every timed round. Results:
+benchmarks/results/groupby.json (every run) and a markdown table of the best of each on stdout.
+Target (issue 12): hpcdist at 2 ranks ahead of pandas and dask on both key counts and within 1.1x
+of the hand-written script.
 
     python benchmarks/bench_groupby.py                       # full size: 10^8 rows, 10^3 and 10^6 keys
     python benchmarks/bench_groupby.py --rows 200000 --keys 1000,100000 --repeats 1   # a check in seconds
+    python benchmarks/bench_groupby.py --only hpcdist_2ranks,handwritten_2ranks        # a subset
 """
 
 from __future__ import annotations
@@ -30,7 +44,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -94,176 +107,107 @@ def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> str | None:
 
 # ---- peers (each runs in its own process: python bench_groupby.py --peer NAME DATA OUT) --------
 
-def frame_results(g) -> dict[str, np.ndarray]:
-    """pandas/dask aggregate columns -> the result layout (keys, then (nkeys, 2) arrays)."""
-    g = g.sort_index()
-    out = {"keys": g.index.to_numpy().astype(np.int64)}
-    for stat in ("count", "sum", "mean", "var", "min", "max"):
-        out[stat] = np.column_stack([g[(col, stat)].to_numpy() for col in (1, 2)])
-    out["count"] = out["count"].astype(np.int64)
+STATS = ["count", "sum", "min", "max", "var"]    # mean = sum / count; var with ddof 1, turned into ddof 0
+
+
+def read_columns(file: str, dset: str, start: int, stop: int, piece_rows: int = 1 << 17) -> dict:
+    """Rows [start, stop) as column arrays (the key as int64): read piece by piece with read_direct
+    into one small buffer and copied into the columns, so the only fresh memory is the columns
+    themselves (no whole-block float64 copy, no astype of the key, no DataFrame copy)."""
+    with h5py.File(file, "r") as f:
+        ds = f[dset]
+        cols = ds.shape[1]
+        out = {"k": np.empty(stop - start, np.int64), **{c: np.empty(stop - start) for c in range(1, cols)}}
+        buf = np.empty((min(piece_rows, max(stop - start, 1)), cols))
+        for s in range(start, stop, len(buf)):
+            n = min(len(buf), stop - s)
+            ds.read_direct(buf, np.s_[s:s + n], np.s_[0:n])
+            np.copyto(out["k"][s - start:s - start + n], buf[:n, 0], casting="unsafe")
+            for c in range(1, cols):
+                out[c][s - start:s - start + n] = buf[:n, c]
     return out
 
 
-AGG = {1: ["count", "sum", "mean", "min", "max"], 2: ["count", "sum", "mean", "min", "max"]}
+def frame_results(g) -> dict[str, np.ndarray]:
+    """A ``groupby(...).agg(STATS)`` frame (any key order) -> the result layout: keys sorted, then
+    (nkeys, 2) arrays; mean from sum / count, var from ddof 1 to ddof 0 (a single value: 0)."""
+    g = g.sort_index()
+    out = {"keys": g.index.to_numpy().astype(np.int64)}
+    for stat in STATS:
+        out[stat] = np.column_stack([g[(col, stat)].to_numpy(dtype=np.float64) for col in (1, 2)])
+    n = out["count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mean"] = np.where(n > 0, out["sum"] / n, np.nan)
+        out["var"] = np.where(n == 1, 0.0, out["var"] * (n - 1) / n)
+    out["count"] = n.astype(np.int64)
+    return out
 
 
 def peer_pandas(data: str, out: str) -> None:
+    """One process: the whole table in three columns, one ``groupby(sort=False).agg``."""
     import pandas as pd
     file, dset = data.split(":")
     with h5py.File(file, "r") as f:
-        arr = f[dset][()]
-    df = pd.DataFrame({0: arr[:, 0].astype(np.int64), 1: arr[:, 1], 2: arr[:, 2]})
-    grouped = df.groupby(0)
-    g = grouped.agg(AGG)
-    var = grouped[[1, 2]].var(ddof=0)
-    for col in (1, 2):
-        g[(col, "var")] = var[col]
-    write_results(out, frame_results(g))
+        rows = f[dset].shape[0]
+    df = pd.DataFrame(read_columns(file, dset, 0, rows), copy=False)
+    write_results(out, frame_results(df.groupby("k", sort=False).agg(STATS)))
 
 
 def _read_part(spec: tuple[str, str, int, int]):
     import pandas as pd
-    file, dset, start, stop = spec
-    with h5py.File(file, "r") as f:
-        arr = f[dset][start:stop]
-    return pd.DataFrame({0: arr[:, 0].astype(np.int64), 1: arr[:, 1], 2: arr[:, 2]})
+    return pd.DataFrame(read_columns(*spec), copy=False)
 
 
-def peer_dask(data: str, out: str, workers: int = 2, part_rows: int = 1 << 22) -> None:
+def dask_part_rows(keys: int) -> int:
+    """Rows per dask partition. Few keys: 2^20 (8 MiB columns, below glibc's 32 MiB mmap ceiling, so
+    freed partitions' memory is reused instead of faulted in fresh: ~1.3 s/GiB on this VM). Many
+    keys: 2^23, because each partition's partial holds nearly every key and the tree combine's
+    work grows with partitions x keys (100 x 6.3e5 rows at 2^20 against 12 x 1e6 at 2^23)."""
+    return 1 << 20 if keys <= 10**4 else 1 << 23
+
+
+def peer_dask(data: str, out: str, scheduler: str = "threads", part_rows: str = str(1 << 20),
+              workers: int = 2) -> None:
+    """``dd.from_map`` with an h5py read per partition (meta given, so nothing is read to infer
+    it), one ``groupby(sort=False).agg``; threads: 2 threads in this process (pandas' groupby
+    kernels release the GIL; nothing is serialised), processes: a 2-worker ``LocalCluster``."""
+    import dask
     import dask.dataframe as dd
-    from dask.distributed import Client, LocalCluster
+    import pandas as pd
     file, dset = data.split(":")
     with h5py.File(file, "r") as f:
         rows = f[dset].shape[0]
-    parts = [(file, dset, s, min(s + part_rows, rows)) for s in range(0, rows, part_rows)]
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
-        df = dd.from_map(_read_part, parts)
-        grouped = df.groupby(0)
-        g, var = dd.compute(grouped.agg(AGG), grouped[[1, 2]].var(ddof=0))
-    for col in (1, 2):
-        g[(col, "var")] = var[col]
+    step = int(part_rows)
+    parts = [(file, dset, s, min(s + step, rows)) for s in range(0, rows, step)]
+    meta = pd.DataFrame({"k": np.empty(0, np.int64), 1: np.empty(0), 2: np.empty(0)})
+    agg = dd.from_map(_read_part, parts, meta=meta).groupby("k", sort=False).agg(STATS)
+    if scheduler == "threads":
+        with dask.config.set(scheduler="threads", num_workers=workers):
+            g = agg.compute()
+    else:
+        from dask.distributed import Client, LocalCluster
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
+            g = agg.compute()
     write_results(out, frame_results(g))
-
-
-def peer_mpi(data: str, out: str) -> None:
-    """The hand-written script: read my rows, hash-aggregate, one Alltoallv, merge, gather."""
-    from mpi4py import MPI
-    from numba import njit
-
-    @njit(cache=True)
-    def aggregate(keys, vals, table, slots, used_keys):      # slots of all rows first, then update
-        mask = table.shape[0] - 1
-        n = keys.shape[0]
-        used = 0
-        for i in range(n):
-            h = (keys[i] * 0x9E3779B1) & mask
-            while table[h] >= 0 and used_keys[table[h]] != keys[i]:
-                h = (h + 1) & mask
-            if table[h] < 0:
-                table[h] = used
-                used_keys[used] = keys[i]
-                used += 1
-            slots[i] = table[h]
-        acc = np.zeros((used, 2, 6))            # count, sum, mean, m2, min, max per value column
-        acc[:, :, 4], acc[:, :, 5] = np.inf, -np.inf
-        for i in range(n):
-            s = slots[i]
-            for j in range(2):
-                x = vals[i, j]
-                if x == x:
-                    acc[s, j, 0] += 1
-                    acc[s, j, 1] += x
-                    acc[s, j, 4] = min(acc[s, j, 4], x)
-                    acc[s, j, 5] = max(acc[s, j, 5], x)
-        for s in range(used):
-            for j in range(2):
-                if acc[s, j, 0] > 0:
-                    acc[s, j, 2] = acc[s, j, 1] / acc[s, j, 0]
-        for i in range(n):
-            s = slots[i]
-            for j in range(2):
-                x = vals[i, j]
-                if x == x:
-                    d = x - acc[s, j, 2]
-                    acc[s, j, 3] += d * d
-        return used_keys[:used].copy(), acc
-
-    @njit(cache=True)
-    def merge_sorted(keys, acc):                  # keys sorted: Chan's update over runs of one key
-        out_k = np.empty(keys.shape[0], np.int64)
-        out = np.zeros((keys.shape[0], 2, 6))
-        m = -1
-        for i in range(keys.shape[0]):
-            if m < 0 or out_k[m] != keys[i]:
-                m += 1
-                out_k[m] = keys[i]
-                out[m] = acc[i]
-                continue
-            for j in range(2):
-                a, b = out[m, j], acc[i, j]
-                n = a[0] + b[0]
-                if n > 0:
-                    d = b[2] - a[2]
-                    share = b[0] / n
-                    a[3] = a[3] + b[3] + d * d * a[0] * share
-                    a[2] = a[2] + d * share
-                a[0] = n
-                a[1] += b[1]
-                a[4] = min(a[4], b[4])
-                a[5] = max(a[5], b[5])
-        return out_k[:m + 1], out[:m + 1]
-
-    comm = MPI.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
-    file, dset = data.split(":")
-    with h5py.File(file, "r") as f:
-        rows = f[dset].shape[0]
-        lo, hi = rows * rank // size, rows * (rank + 1) // size
-        block = np.empty((hi - lo, 3))
-        f[dset].read_direct(block, np.s_[lo:hi])
-    keys = block[:, 0].astype(np.int64)
-    tsize = 1 << max(4, int(2 * max(len(keys), 1)).bit_length())
-    ukeys, acc = aggregate(keys, np.ascontiguousarray(block[:, 1:]), np.full(tsize, -1, np.int64),
-                           np.empty(len(keys), np.int64), np.empty(len(keys), np.int64))
-    dest = (ukeys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) >> np.uint64(40)) % np.uint64(size)
-    order = np.argsort(dest, kind="stable")
-    ukeys, acc, dest = ukeys[order], acc[order], dest[order]
-    scount = np.bincount(dest.astype(np.int64), minlength=size).astype(np.int64)
-    rcount = np.empty(size, np.int64)
-    comm.Alltoall(scount, rcount)
-    sd, rd = np.concatenate([[0], np.cumsum(scount)[:-1]]), np.concatenate([[0], np.cumsum(rcount)[:-1]])
-    rkeys = np.empty(int(rcount.sum()), np.int64)
-    racc = np.empty((int(rcount.sum()), 2, 6))
-    comm.Alltoallv([ukeys, (scount, sd), MPI.INT64_T], [rkeys, (rcount, rd), MPI.INT64_T])
-    comm.Alltoallv([acc, (scount * 12, sd * 12), MPI.DOUBLE], [racc, (rcount * 12, rd * 12), MPI.DOUBLE])
-    order = np.argsort(rkeys, kind="stable")
-    mk, macc = merge_sorted(rkeys[order], racc[order])
-    parts = comm.gather((mk, macc), root=0)
-    if rank == 0:
-        k = np.concatenate([p[0] for p in parts])
-        a = np.concatenate([p[1] for p in parts])
-        order = np.argsort(k)
-        k, a = k[order], a[order]
-        cnt = a[:, :, 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            res = {"keys": k, "count": cnt.astype(np.int64), "sum": a[:, :, 1],
-                   "mean": np.where(cnt > 0, a[:, :, 2], np.nan), "var": np.where(cnt > 0, a[:, :, 3] / cnt, np.nan),
-                   "min": np.where(cnt > 0, a[:, :, 4], np.nan), "max": np.where(cnt > 0, a[:, :, 5], np.nan)}
-        write_results(out, res)
 
 
 # ---- the contenders, as commands -----------------------------------------------------------------
 
-def contenders(data: str, out: str) -> dict[str, list[str]]:
+HANDWRITTEN = Path(__file__).resolve().parent / "peers" / "groupby_handwritten.py"
+
+
+def contenders(data: str, out: str, keys: int = 0) -> dict[str, list[str]]:
     from hpcdist.bench import launch
     me = [sys.executable, str(Path(__file__).resolve())]
     run = [*launch.hpcdist_cmd(), "run", str(GROUPBY), "--input", data, "--param", "key=0", "--output", out]
+    part = str(dask_part_rows(keys))
     return {
         "hpcdist_1rank": launch.mpi_cmd(1, run),
         "hpcdist_2ranks": launch.mpi_cmd(2, run),
         "pandas_1proc": [*me, "--peer", "pandas", data, out],
-        "dask_2workers": [*me, "--peer", "dask", data, out],
-        "mpi_numba_2ranks": launch.mpi_cmd(2, [*me, "--peer", "mpi", data, out]),
+        "dask_2threads": [*me, "--peer", "dask", data, out, "threads", part],
+        "dask_2procs": [*me, "--peer", "dask", data, out, "processes", part],
+        "handwritten_2ranks": launch.mpi_cmd(2, [sys.executable, str(HANDWRITTEN), data, out]),
     }
 
 
@@ -285,55 +229,91 @@ def count(text: str) -> int:
     return int(base) ** int(power) if power else int(base)
 
 
+def measure(reference_cmd: list[str], cmds: dict[str, list[str]], out: str, repeats: int
+            ) -> dict[str, list[dict]]:
+    """Every contender checked against hpcdist at 1 rank (also warms the page and numba caches),
+    then ``repeats`` rounds, the order rotating, each result checked again."""
+    from hpcdist.bench import quiet
+    reference = timed(reference_cmd, out)[1]
+    for name, cmd in cmds.items():
+        problem = same(reference, timed(cmd, out)[1])
+        if problem:
+            raise SystemExit(f"{name} disagrees with hpcdist: {problem}")
+        say(f"  {name}: same results as hpcdist_1rank")
+    runs: dict[str, list[dict]] = {name: [] for name in cmds}
+    for rep in range(repeats):
+        names = list(cmds)[rep % len(cmds):] + list(cmds)[:rep % len(cmds)]   # rotate the order
+        for name in names:
+            wall, result, elapsed = timed(cmds[name], out)
+            problem = same(reference, result)
+            if problem:
+                raise SystemExit(f"{name} disagrees with hpcdist in round {rep + 1}: {problem}")
+            runs[name].append({"wall_s": wall, "elapsed_s": elapsed, "load": quiet.loadavg()[0]})
+            say(f"  round {rep + 1} {name}: {wall:.2f} s" + (f" (elapsed_s {elapsed:.2f})" if elapsed else ""))
+    return runs
+
+
+def verdict(best: dict[str, float]) -> dict:
+    """The issue's targets, against each tool's best formulation in this run."""
+    out: dict = {}
+    others = [best[n] for n in best if n.startswith(("pandas", "dask"))]
+    if "hpcdist_2ranks" in best and "handwritten_2ranks" in best:
+        out["hpcdist_2_over_handwritten"] = best["hpcdist_2ranks"] / best["handwritten_2ranks"]
+    if "hpcdist_2ranks" in best and others:
+        out["hpcdist_2_ahead_of_pandas_and_dask"] = best["hpcdist_2ranks"] < min(others)
+    return out
+
+
+def table(record: dict) -> str:
+    cases = record["cases"]
+    names = list(next(iter(cases.values()))["best_wall_s"]) if cases else []
+    lines = [f"| keys | {' | '.join(names)} | hpcdist 2 / hand-written |", "|---" * (len(names) + 2) + "|"]
+    for keys, case in cases.items():
+        ratio = case.get("hpcdist_2_over_handwritten")
+        lines.append(f"| {int(keys):,} | " + " | ".join(f"{case['best_wall_s'][n]:.2f} s" for n in names)
+                     + f" | {f'{ratio:.2f}x' if ratio else '-'} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--peer", choices=["pandas", "dask", "mpi"], help=argparse.SUPPRESS)
+    ap.add_argument("--peer", choices=["pandas", "dask"], help=argparse.SUPPRESS)
     ap.add_argument("peer_args", nargs="*", help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=count, default=10**8, help="rows (e.g. 100000000 or '10**8')")
     ap.add_argument("--keys", default="1000,1000000", help="comma-separated distinct key counts")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (best of)")
+    ap.add_argument("--only", help="comma-separated contenders to time (default: all; "
+                                   "hpcdist_1rank always runs once as the reference)")
     ap.add_argument("--data-dir", default=str(ROOT / "bench-data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "groupby.json"))
     args = ap.parse_args()
     if args.peer:
-        {"pandas": peer_pandas, "dask": peer_dask, "mpi": peer_mpi}[args.peer](*args.peer_args)
+        {"pandas": peer_pandas, "dask": peer_dask}[args.peer](*args.peer_args)
         return 0
 
     from hpcdist.bench import machine, quiet
-    tmp = Path(tempfile.mkdtemp(prefix="bench_groupby_"))
-    out = str(tmp / "result.h5")
+    out = str(Path(tempfile.mkdtemp(prefix="bench_groupby_")) / "result.h5")
     record = {"benchmark": "bench_groupby", "date_utc": machine.now_utc(), "rows": args.rows,
               "versions": machine.versions(), "load_before": quiet.loadavg(), "cases": {}}
     for keys in (int(k) for k in args.keys.split(",")):
         data_path = Path(args.data_dir) / f"groupby_{args.rows}x3_{keys}keys.h5"
         ensure_data(data_path, args.rows, keys)
-        cmds = contenders(f"{data_path}:/e", out)
-        say(f"{keys:,} keys: checking every contender against hpcdist at 1 rank (also warms caches) ...")
-        reference = timed(cmds["hpcdist_1rank"], out)[1]
-        for name, cmd in cmds.items():
-            problem = same(reference, timed(cmd, out)[1])
-            if problem:
-                raise SystemExit(f"{name} disagrees with hpcdist: {problem}")
-        runs: dict[str, list[dict]] = {name: [] for name in cmds}
-        for rep in range(args.repeats):
-            names = list(cmds)[rep % len(cmds):] + list(cmds)[:rep % len(cmds)]   # rotate the order
-            for name in names:
-                wall, _, elapsed = timed(cmds[name], out)
-                runs[name].append({"wall_s": wall, "elapsed_s": elapsed, "load": quiet.loadavg()[0]})
-                say(f"  round {rep + 1} {name}: {wall:.2f} s" + (f" (elapsed_s {elapsed:.2f})" if elapsed else ""))
+        cmds = contenders(f"{data_path}:/e", out, keys)
+        reference_cmd = cmds["hpcdist_1rank"]
+        if args.only:
+            wanted = args.only.split(",")
+            unknown = sorted(set(wanted) - set(cmds))
+            if unknown:
+                raise SystemExit(f"--only: unknown contender(s) {', '.join(unknown)}; known: {', '.join(cmds)}")
+            cmds = {n: c for n, c in cmds.items() if n in wanted}
+        say(f"{keys:,} keys: checking every contender against hpcdist at 1 rank ...")
+        runs = measure(reference_cmd, cmds, out, args.repeats)
         best = {name: min(r["wall_s"] for r in rs) for name, rs in runs.items()}
-        record["cases"][str(keys)] = {"runs": runs, "best_wall_s": best,
-                                      "hpcdist_2_over_handwritten": best["hpcdist_2ranks"] / best["mpi_numba_2ranks"],
-                                      "hpcdist_2_ahead_of_pandas_and_dask":
-                                          best["hpcdist_2ranks"] < min(best["pandas_1proc"], best["dask_2workers"])}
+        record["cases"][str(keys)] = {"runs": runs, "best_wall_s": best, "dask_part_rows": dask_part_rows(keys),
+                                      **verdict(best)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
-    print(f"| keys | {' | '.join(contenders('', ''))} | hpcdist 2 / hand-written |")
-    print("|---" * 7 + "|")
-    for keys, case in record["cases"].items():
-        b = case["best_wall_s"]
-        print(f"| {int(keys):,} | " + " | ".join(f"{v:.2f} s" for v in b.values())
-              + f" | {case['hpcdist_2_over_handwritten']:.2f}x |")
+    print(table(record))
     say(f"wrote {args.out}")
     return 0
 
