@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numpy as np
+
 from hpcdist.partials import LayoutCheck, Node, Partial
 
 Combine = Callable[[Partial, Partial], Partial]
@@ -36,6 +38,13 @@ def shards_under(keys: Iterable[tuple[int, int]], shards: int) -> list[int]:
 def count_under(keys: Iterable[tuple[int, int]], shards: int) -> int:
     """How many shards the disjoint nodes ``(level, index)`` of ``keys`` cover."""
     return sum(stop - first for first, stop in (span(level, index, shards) for level, index in keys))
+
+
+def count_under_arrays(levels: np.ndarray, indices: np.ndarray, shards: int) -> int:
+    """:func:`count_under` of the nodes ``(levels[i], indices[i])`` in numpy: a checkpoint's 10,000 nodes at once."""
+    levels, indices = np.asarray(levels, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+    first = indices << levels
+    return int((np.minimum((indices + 1) << levels, shards) - first).sum())
 
 
 def outermost(nodes: list[Node]) -> list[Node]:

@@ -5,10 +5,10 @@ Layout (readable with h5dump): root attributes ``format``, ``generation``, ``pas
 group ``nodes`` (the folded subtrees of the shard tree as one table, one dataset per field:
 :mod:`hpcdist.checkpoint.node_table`),
 ``state/<name>`` (multi-pass state), ``results/<name>`` (a completed run kept with
-``--keep-checkpoint``) and ``ranks/`` (per-rank progress). Arrays carry HDF5's fletcher32 filter,
-and after HDF5's end of file a one-line trailer ``HPCDIST-SHA256:<hex>`` holds the SHA-256 of every
-byte before it (HDF5 ignores bytes past its end of file), so truncation or any flipped byte is
-detected before anything is read.
+``--keep-checkpoint``) and ``ranks/`` (per-rank progress). After HDF5's end of file a one-line
+trailer ``HPCDIST-SHA256:<hex>`` holds the SHA-256 of every byte before it (HDF5 ignores bytes past
+its end of file), so truncation or any flipped byte is detected before anything is read. State and
+result arrays also carry HDF5's fletcher32 filter; the node table, up to tens of MB, does not.
 
 A write goes to a temporary file which is fsync'd, then the current file becomes ``PATH.prev`` and
 the temporary file becomes ``PATH``. A crash or a full disk at any moment leaves at least one
@@ -31,8 +31,8 @@ from hpcdist import atomic, h5values
 from hpcdist.errors import UserError
 from hpcdist.filekind import CHECKPOINT_FORMAT as FORMAT, CHECKPOINT_TRAILER as _TRAILER
 from hpcdist.h5image import hdf5_bytes
-from hpcdist.checkpoint.node_table import read_nodes, write_nodes
-from hpcdist.tree import count_under
+from hpcdist.checkpoint.node_table import NodeTable, read_nodes, table, write_nodes
+from hpcdist.tree import count_under_arrays
 from hpcdist.partials import Node
 
 FORMAT_VERSION = 2   # 2: nodes as one table (a group per node, format 1, grew with the rank count)
@@ -61,7 +61,9 @@ class Checkpoint:
     def shards_done(self) -> int:
         if self.complete:
             return self.shards
-        return count_under(((lv, ix) for lv, ix, _ in self.nodes), self.shards)
+        count = len(self.nodes)
+        return count_under_arrays(np.fromiter((n[0] for n in self.nodes), np.int64, count),
+                                  np.fromiter((n[1] for n in self.nodes), np.int64, count), self.shards)
 
 
 def previous_path(path: str) -> str:
@@ -76,8 +78,13 @@ def save(path: str, ckpt: Checkpoint) -> None:
     ``PATH.prev``. Raises OSError when the write fails.
     """
     ckpt.written_utc = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    image = hdf5_bytes(lambda f: _write(f, ckpt))
-    atomic.write_bytes(path, [image, _trailer(image)], previous=previous_path(path))
+    image = hdf5_image(ckpt)
+    atomic.write_bytes(path, [image, trailer(image)], previous=previous_path(path))
+
+
+def hdf5_image(ckpt: Checkpoint, nodes: NodeTable | None = None) -> bytes:
+    """The checkpoint file's bytes before the trailer (``nodes``: ``ckpt.nodes`` already as a table)."""
+    return hdf5_bytes(lambda f: _write(f, ckpt, nodes if nodes is not None else table(ckpt.nodes)))
 
 
 def remove(path: str) -> None:
@@ -132,7 +139,7 @@ def read(path: str) -> Checkpoint:
         raise CorruptCheckpoint(f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _write(f: h5py.File, ckpt: Checkpoint) -> None:
+def _write(f: h5py.File, ckpt: Checkpoint, nodes: NodeTable) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     for key, value in _steering_attrs(ckpt).items():
@@ -140,8 +147,9 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["ranks"] = ckpt.ranks
     f.attrs["written_utc"] = ckpt.written_utc
     f.attrs["allocation"] = json.dumps(ckpt.allocation, sort_keys=True)
-    f.attrs["shards_done"] = ckpt.shards_done()
-    write_nodes(f.create_group("nodes"), ckpt.nodes)
+    f.attrs["shards_done"] = (ckpt.shards if ckpt.complete else
+                              count_under_arrays(nodes.levels, nodes.indices, ckpt.shards))
+    write_nodes(f.create_group("nodes"), nodes)
     if ckpt.state is not None:
         _write_arrays(f.create_group("state"), ckpt.state.items())
     if ckpt.results is not None:
@@ -152,8 +160,7 @@ def _write(f: h5py.File, ckpt: Checkpoint) -> None:
 
 
 def _read(f: h5py.File) -> Checkpoint:
-    nodes = read_nodes(f["nodes"])
-    nodes.sort(key=lambda n: n[1] << n[0])
+    nodes = read_nodes(f["nodes"], shard_order=True)
     state = dict(_read_arrays(f["state"])) if "state" in f else None
     results = dict(_read_arrays(f["results"])) if "results" in f else None
     return Checkpoint(
@@ -165,8 +172,8 @@ def _read(f: h5py.File) -> Checkpoint:
         results=results,
         generation=int(f.attrs["generation"]),
         ranks=int(f.attrs["ranks"]),
-        rank_shards=[int(x) for x in f["ranks/shards_done"][()]],
-        rank_busy_s=[float(x) for x in f["ranks/busy_s"][()]],
+        rank_shards=np.asarray(f["ranks/shards_done"][()], dtype=np.int64).tolist(),
+        rank_busy_s=np.asarray(f["ranks/busy_s"][()], dtype=np.float64).tolist(),
         written_utc=str(f.attrs["written_utc"]),
         allocation=json.loads(f.attrs.get("allocation", "{}")),
     )
@@ -205,15 +212,16 @@ def _steering_attrs(ckpt: Checkpoint) -> dict[str, Any]:
 _TRAILER_LEN = len(_TRAILER) + 64 + 1
 
 
-def _trailer(image: bytes) -> bytes:
+def trailer(image: bytes) -> bytes:
+    """The line after HDF5's end of file: the SHA-256 of every byte before it."""
     return _TRAILER + hashlib.sha256(image).hexdigest().encode() + b"\n"
 
 
 def _check_trailer(path: str) -> None:
     with open(path, "rb") as fh:
-        data = fh.read()
-    body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
-    if not trailer.startswith(_TRAILER):
+        data = memoryview(fh.read())      # slices of it are views: the body is not copied to hash it
+    body, tail = data[:-_TRAILER_LEN], bytes(data[-_TRAILER_LEN:])
+    if not tail.startswith(_TRAILER):
         raise CorruptCheckpoint("no checksum trailer (truncated or partly written)")
-    if hashlib.sha256(body).hexdigest().encode() != trailer[len(_TRAILER):-1]:
+    if hashlib.sha256(body).hexdigest().encode() != tail[len(_TRAILER):-1]:
         raise CorruptCheckpoint("checksum mismatch (the file was altered or damaged)")
