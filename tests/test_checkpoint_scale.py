@@ -53,3 +53,71 @@ def test_a_format_1_checkpoint_is_refused_in_one_line(tmp_path):
     with pytest.raises(CorruptCheckpoint, match=r"^checkpoint format 1, written by another hpcdist version; "
                                                 r"this one reads format 2$"):
         read(path)
+
+
+def _stats_node(level, index, rng):
+    """What the stats job's rank 0 holds per node: 8 fields, 0-d to 4 x 64, float64 and int64."""
+    return (level, index, {"count": rng.integers(0, 9, 4), "sum": rng.random(4), "m2": rng.random(4),
+                           "hist": rng.integers(0, 99, (4, 64)), "n": np.asarray(rng.integers(9)),
+                           "big": np.asarray([2**62 + 1, -(2**53) - 1], dtype=np.int64),
+                           "f32": rng.random(3).astype(np.float32), "nan": np.asarray([np.nan, -0.0])})
+
+
+def _same_bits(a, b):
+    return type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_ten_thousand_stats_nodes_given_in_any_order_come_back_bit_for_bit_in_shard_order(tmp_path):
+    rng = np.random.default_rng(3)
+    # the disjoint nodes of a 40,000-shard tree: 10,000 pairs of leaves folded one level up, given backwards
+    nodes = [_stats_node(1, k, rng) for k in reversed(range(10_000))]
+    fp = {**FP, "shards": 20_000}
+    path = str(tmp_path / "c.h5")
+    save(path, Checkpoint(fingerprint=fp, pass_index=0, nodes=nodes, generation=1, ranks=3))
+    got = read(path)
+    assert got.shards_done() == 20_000 and [n[:2] for n in got.nodes] == [(1, k) for k in range(10_000)]
+    for (_, _, want), (_, _, back) in zip(reversed(nodes), got.nodes):
+        assert list(back) == sorted(want) and all(_same_bits(want[k], back[k]) for k in want)
+    with h5py.File(path) as f:
+        assert f.attrs["shards_done"] == 20_000
+
+
+def test_ten_thousand_bare_scalar_nodes_come_back_as_0_d_arrays(tmp_path):
+    nodes = [(0, i, np.asarray(i * 0.1)) for i in range(10_000)]
+    path = str(tmp_path / "c.h5")
+    save(path, _checkpoint(nodes))
+    back = read(path).nodes
+    assert len(back) == 10_000 and all(_same_bits(a[2], b[2]) for a, b in zip(nodes, back))
+
+
+def test_the_file_holds_the_same_hdf5_objects_at_8_and_at_10_000_nodes(tmp_path):
+    def objects(n):
+        rng = np.random.default_rng(n)
+        path = str(tmp_path / f"c{n}.h5")
+        save(path, _checkpoint([_stats_node(0, i, rng) for i in range(n)]))
+        with h5py.File(path) as f:
+            names = []
+            f.visit(names.append)
+        return names
+    assert objects(8) == objects(10_000)
+
+
+def test_nodes_whose_fields_differ_round_trip_through_the_slow_path(tmp_path):
+    nodes = [(0, 0, {"a": np.arange(3.0), "b": np.asarray(1)}), (0, 1, {"a": np.arange(5.0)}),
+             (0, 2, {"b": np.asarray(7), "c": np.zeros((0, 2))}), (0, 3, np.arange(2, dtype=np.int8))]
+    path = str(tmp_path / "c.h5")
+    save(path, _checkpoint(nodes))
+    back = read(path).nodes
+    for (_, _, want), (_, _, got) in zip(nodes, back):
+        if isinstance(want, dict):
+            assert sorted(want) == sorted(got) and all(_same_bits(want[k], got[k]) for k in want)
+        else:
+            assert _same_bits(want, got)
+
+
+def test_a_field_whose_dtype_differs_between_nodes_is_refused_not_promoted(tmp_path):
+    nodes = [(0, 0, {"s": np.arange(2.0)}), (0, 1, {"s": np.arange(2)})]
+    with pytest.raises(ValueError, match=r"^checkpoint nodes differ in field 's': dtypes \['<f8', '<i8'\], "
+                                         r"ndims \[1\]$"):
+        save(str(tmp_path / "c.h5"), _checkpoint(nodes))
+    assert not list(tmp_path.iterdir())
