@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="runs: 3 rounds; writes: median of 7")
     ap.add_argument("--quick", action="store_true", help="writes at 8 and 80 nodes once: checks the script only")
     ap.add_argument("--wait-quiet", action="store_true", help="wait (at most 600 s) for a load average <= 1 first")
+    ap.add_argument("--dir", default=str(ROOT / "bench-data"),
+                    help="writes: where the checkpoint files go (the file system a run's checkpoint would use)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "checkpoint.json"))
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -251,12 +253,14 @@ def main() -> None:
         result.update(run_parts(args, say))
     if "writes" in parts:
         counts, repeats = ([8, 80], 1) if args.quick else ([8, 80, 800, 8000], args.repeats or 7)
-        tmp = tempfile.mkdtemp(prefix="bench-ckpt-writes-")
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="bench-ckpt-writes-", dir=args.dir)
         rows = node_writes(counts, repeats, tmp)
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)
-        result["writes"] = {"date": machine.now_utc(), "repeats": repeats, "split": list(SPLIT), "rows": rows}
+        result["writes"] = {"date": machine.now_utc(), "dir": args.dir, "repeats": repeats, "split": list(SPLIT),
+                            "rows": rows}
         print(writes_table(rows))
     result["load_after"] = quiet.loadavg()
     if args.quick:
