@@ -150,7 +150,7 @@ def column(name: str, arrays: list, holders: np.ndarray) -> Column:
             stacked = np.array(arrays)           # one copy in C; ValueError when the shapes differ
         except ValueError:
             stacked = None
-        if stacked is not None and stacked.shape == (len(arrays), *first.shape):
+        if stacked is not None and stacked.shape == (len(arrays), *first.shape) and stacked.dtype == first.dtype:
             shapes = np.repeat(np.asarray([first.shape], dtype=np.int64).reshape(1, first.ndim), len(arrays), 0)
             return Column(name, stacked.reshape(-1), shapes, holders)
     ndims = {np.ndim(a) for a in arrays}
