@@ -60,7 +60,7 @@ def run(job: Job, options: RunOptions, world: World, stop: StopFlag | None = Non
     source = open_source(spec, world.agree)   # many files: rank 0 reads their table, once
     nodes_in_world = world.nodes  # collective: every rank asks now, rank 0 records it later
     try:
-        plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows)
+        plan = plan_shards(source.rows, source.row_bytes, source.chunk_rows, options.shard_rows, job.keyed)
         facts = RunFacts(job, params, source, plan, world.size, nodes_in_world)
         fp = fingerprint(job, params_json(params), source.describe(), plan.shards, plan.shard_rows,
                          hpcdist.__version__)

@@ -12,6 +12,11 @@ from typing import Sequence
 TARGET_SHARD_BYTES = 4 << 20   # a few MB: big enough to amortise per-shard overhead
 MIN_SHARD_BYTES = 256 << 10    # small data still gets split for parallelism...
 TARGET_SHARDS = 256            # ...into about this many shards, whatever the rank count
+# Keyed jobs (reduce by key): a shard's partial holds one entry per distinct key, so with many keys
+# it is as big as the shard itself and the per-key merges cost ~ shards x keys per shard. Fewer,
+# bigger shards cut that work; 32 of them still spread a small input over the ranks.
+KEYED_TARGET_SHARD_BYTES = 64 << 20
+KEYED_TARGET_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -58,15 +63,17 @@ def static_blocks(shards: Sequence[int], rank: int, ranks: int) -> Sequence[int]
     return shards[block.start : block.stop]
 
 
-def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1) -> int:
-    """A shard height from the data alone: ~``TARGET_SHARD_BYTES``, chunk-aligned.
+def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1, keyed: bool = False) -> int:
+    """A shard height from the data alone: ~``TARGET_SHARD_BYTES`` (keyed jobs:
+    ``KEYED_TARGET_SHARD_BYTES``), chunk-aligned.
 
-    Small datasets are cut into about ``TARGET_SHARDS`` shards (no smaller than
-    ``MIN_SHARD_BYTES``) so several ranks still get work.
+    Small datasets are cut into about ``TARGET_SHARDS`` (keyed: ``KEYED_TARGET_SHARDS``) shards
+    (no smaller than ``MIN_SHARD_BYTES``) so several ranks still get work.
     """
     row_bytes = max(row_bytes, 8)   # rows without stored values (range:N) count as 8 bytes
     total = rows * row_bytes
-    target = min(TARGET_SHARD_BYTES, max(MIN_SHARD_BYTES, total // TARGET_SHARDS))
+    biggest, count = (KEYED_TARGET_SHARD_BYTES, KEYED_TARGET_SHARDS) if keyed else (TARGET_SHARD_BYTES, TARGET_SHARDS)
+    target = min(biggest, max(MIN_SHARD_BYTES, total // count))
     shard_rows = max(1, target // row_bytes)
     return align_shard_rows(shard_rows, chunk_rows, rows)
 
@@ -78,8 +85,9 @@ def align_shard_rows(shard_rows: int, chunk_rows: int, rows: int) -> int:
     return max(1, min(aligned, rows))
 
 
-def plan_shards(rows: int, row_bytes: int, chunk_rows: int = 1, shard_rows: int | None = None) -> ShardPlan:
+def plan_shards(rows: int, row_bytes: int, chunk_rows: int = 1, shard_rows: int | None = None,
+                keyed: bool = False) -> ShardPlan:
     """The shard plan for a dataset; ``shard_rows`` given by the user is used as is."""
     if shard_rows is None:
-        shard_rows = auto_shard_rows(rows, row_bytes, chunk_rows)
+        shard_rows = auto_shard_rows(rows, row_bytes, chunk_rows, keyed)
     return ShardPlan(rows=rows, shard_rows=max(1, min(shard_rows, rows)))

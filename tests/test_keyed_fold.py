@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hpcdist.errors import JobError
-from hpcdist.keyed.aggregate import group_stats, int_keys
+from hpcdist.keyed.aggregate import BadKey, group_stats_of
 from hpcdist.keyed.fold import KEYS, fold_nodes, keyed_combine, keyed_leaf, take
 from hpcdist.keyed.partition import bounds, local_sample, owners, splitters
 from hpcdist.keyed.rounds import chunk_bytes, round_counts, rounds_needed
@@ -111,28 +111,33 @@ def test_rounds_move_more_than_2_to_the_31_bytes_with_small_counts():
     assert moved.tolist() == sizes.tolist()
 
 
-def test_group_kernel_matches_numpy_on_one_shard():
+@pytest.mark.parametrize("low, high", [(-5, 40), (-2**40, 2**40)], ids=["dense ids", "sparse ids (hash table)"])
+def test_group_kernel_matches_numpy_on_one_shard(low, high):
     rng = np.random.default_rng(3)
-    keys = rng.integers(-5, 40, 5000)
-    values = rng.normal(size=(5000, 2))
-    values[rng.random(values.shape) < 0.2] = np.nan
-    values[keys == 7, 1] = np.nan                                      # one group all NaN in one column
-    got_keys, got = group_stats(keys, values)
-    assert got_keys.tolist() == np.unique(keys).tolist()
-    for i, k in enumerate(got_keys):
-        for j in range(2):
-            x = values[keys == k, j]
-            x = x[~np.isnan(x)]
-            assert got["count"][i, j] == len(x)
-            if len(x):
-                assert got["min"][i, j] == x.min() and got["max"][i, j] == x.max()
-                np.testing.assert_allclose(got["sum"][i, j], x.sum(), rtol=1e-12)
-                np.testing.assert_allclose(got["m2"][i, j], ((x - x.mean()) ** 2).sum(), rtol=1e-9, atol=1e-12)
-    assert got["count"][got_keys.tolist().index(7), 1] == 0
+    pool = rng.integers(low, high, 45)
+    for rows in (5000, 3000, 5000):                   # the kernel's buffers are reused between shards
+        keys = rng.choice(pool, rows)
+        values = rng.normal(size=(rows, 2))
+        values[rng.random(values.shape) < 0.2] = np.nan
+        values[keys == pool[7], 1] = np.nan                            # one group all NaN in one column
+        shard = np.column_stack([values[:, 0], keys.astype(np.float64), values[:, 1]])   # key in column 1
+        got_keys, got = group_stats_of(shard, 1)
+        assert got_keys.tolist() == np.unique(keys).tolist()
+        for i, k in enumerate(got_keys):
+            for j in range(2):
+                x = values[keys == k, j]
+                x = x[~np.isnan(x)]
+                assert got["count"][i, j] == len(x)
+                if len(x):
+                    assert got["min"][i, j] == x.min() and got["max"][i, j] == x.max()
+                    np.testing.assert_allclose(got["sum"][i, j], x.sum(), rtol=1e-12)
+                    np.testing.assert_allclose(got["m2"][i, j], ((x - x.mean()) ** 2).sum(), rtol=1e-9, atol=1e-12)
+        assert got["count"][got_keys.tolist().index(pool[7]), 1] == 0
 
 
 def test_key_columns_must_hold_integers():
-    assert int_keys(np.array([1.0, -2.0, 2.0**62]))[1] is None
+    ok = group_stats_of(np.array([[1.0, 0.5], [-2.0, 0.5], [2.0**62, 0.5]]), 0)
+    assert not isinstance(ok, BadKey) and ok[0].tolist() == [-2, 1, 2**62]
     for bad in (np.nan, np.inf, 0.5, 2.0**63):
-        _, found = int_keys(np.array([1.0, bad]))
-        assert found is not None and found.row == 1
+        found = group_stats_of(np.array([[1.0, 0.0], [bad, 0.0]]), 0)
+        assert isinstance(found, BadKey) and found.row == 1

@@ -1,50 +1,86 @@
-"""Merging two sorted unique key arrays in one linear pass (numba): where each side's keys go.
+"""Merging two sorted unique key arrays in one linear pass (numba), and moving rows by index.
 
-``np.union1d`` + ``np.isin`` sort again what is already sorted; at 10^6 keys per node they were
-most of a group-by's time. This walk is O(n + m) and gives every index the merge needs at once.
+``np.union1d`` + ``np.isin`` sort again what is already sorted, and numpy's fancy indexing costs
+several times a plain copy; at 10^6 keys per node they were most of a group-by's time. The walk is
+O(n + m) and tells every row where it goes, so each output row is written exactly once.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 
+class Union(NamedTuple):
+    """Where the rows of ``a`` and ``b`` go in their union ``keys``: ``a_only`` rows of a go to
+    ``a_at``, ``b_only`` rows of b to ``b_at``; the keys both hold are ``a[pa]`` and ``b[pb]``
+    (ascending), their combined rows go to ``both_at``."""
+
+    keys: np.ndarray
+    a_only: np.ndarray
+    a_at: np.ndarray
+    b_only: np.ndarray
+    b_at: np.ndarray
+    pa: np.ndarray
+    pb: np.ndarray
+    both_at: np.ndarray
+
+
 @njit(cache=True, nogil=True)
-def merge_sorted(ka, kb):
-    """(keys, ia, ib, pa, pb): the union ``keys``; ``keys[ia] == ka`` and ``keys[ib] == kb``; and
-    ``ka[pa] == kb[pb]`` lists the keys both hold, ascending."""
+def _walk(ka, kb):
     n, m = ka.shape[0], kb.shape[0]
     keys = np.empty(n + m, np.int64)
-    ia = np.empty(n, np.int64)
-    ib = np.empty(m, np.int64)
+    only = np.empty(n + m, np.int64)     # a-only positions from the front, b-only from the back
+    at = np.empty(n + m, np.int64)
     pa = np.empty(min(n, m), np.int64)
     pb = np.empty(min(n, m), np.int64)
-    i = j = k = c = 0
+    both = np.empty(min(n, m), np.int64)
+    i = j = k = c = na = 0
+    nb = n + m
     while i < n or j < m:
         if j == m or (i < n and ka[i] < kb[j]):
             keys[k] = ka[i]
-            ia[i] = k
+            only[na] = i
+            at[na] = k
+            na += 1
             i += 1
         elif i == n or kb[j] < ka[i]:
             keys[k] = kb[j]
-            ib[j] = k
+            nb -= 1
+            only[nb] = j
+            at[nb] = k
             j += 1
         else:
             keys[k] = ka[i]
-            ia[i] = k
-            ib[j] = k
             pa[c] = i
             pb[c] = j
+            both[c] = k
             c += 1
             i += 1
             j += 1
         k += 1
-    return keys[:k], ia, ib, pa[:c], pb[:c]
+    return keys[:k], only, at, na, nb, pa[:c], pb[:c], both[:c]
+
+
+def union(ka: np.ndarray, kb: np.ndarray) -> Union:
+    """The union of two sorted unique int64 key arrays and where every row goes."""
+    keys, only, at, na, nb, pa, pb, both = _walk(ka, kb)
+    return Union(keys, only[:na], at[:na], only[nb:][::-1], at[nb:][::-1], pa, pb, both)
 
 
 @njit(cache=True, nogil=True)
-def _place(out, idx, src):
+def _gather(src, idx, out):
+    cols = src.shape[1]
+    for r in range(idx.shape[0]):
+        k = idx[r]
+        for c in range(cols):
+            out[r, c] = src[k, c]
+
+
+@njit(cache=True, nogil=True)
+def _scatter(out, idx, src):
     cols = src.shape[1]
     for r in range(idx.shape[0]):
         k = idx[r]
@@ -52,11 +88,45 @@ def _place(out, idx, src):
             out[k, c] = src[r, c]
 
 
+@njit(cache=True, nogil=True)
+def _move(out, at, src, rows):
+    cols = src.shape[1]
+    for r in range(rows.shape[0]):
+        k, j = at[r], rows[r]
+        for c in range(cols):
+            out[k, c] = src[j, c]
+
+
+def _fast(*arrays: np.ndarray) -> bool:
+    return all(a.flags.c_contiguous and a.dtype.kind in "iuf" for a in arrays) and \
+        len({a.dtype for a in arrays}) == 1
+
+
+def gather(src: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``src[idx]`` (rows, any trailing shape)."""
+    if not _fast(src):
+        return src[idx]
+    out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
+    if len(idx):
+        _gather(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
+    return out
+
+
 def place(out: np.ndarray, idx: np.ndarray, src: np.ndarray) -> None:
-    """``out[idx] = src`` for rows (any trailing shape) without numpy's fancy-indexing overhead."""
+    """``out[idx] = src`` (rows, any trailing shape; numpy's casting when the dtypes differ)."""
     if len(idx) == 0:
         return
-    if out.dtype != src.dtype or not (out.flags.c_contiguous and src.flags.c_contiguous) or out.dtype.kind == "b":
+    if not _fast(out, src) or src.shape[1:] != out.shape[1:]:
         out[idx] = src
         return
-    _place(out.reshape(len(out), -1), idx, src.reshape(len(src), -1))
+    _scatter(out.reshape(len(out), -1), idx, src.reshape(len(src), -1))
+
+
+def move(out: np.ndarray, at: np.ndarray, src: np.ndarray, rows: np.ndarray) -> None:
+    """``out[at] = src[rows]`` in one pass."""
+    if len(rows) == 0:
+        return
+    if not _fast(out, src) or src.shape[1:] != out.shape[1:]:
+        out[at] = src[rows]
+        return
+    _move(out.reshape(len(out), -1), at, src.reshape(len(src), -1), rows)

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from hpcdist.errors import JobError
-from hpcdist.keyed._merge import merge_sorted, place
+from hpcdist.keyed._merge import gather, move, place, union
 from hpcdist.partials import Node
 from hpcdist.tree import height, span
 
@@ -69,32 +69,49 @@ def empty_like(partial: Mapping[str, np.ndarray]) -> Keyed:
 
 
 def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
-    """The merge of two keyed partials with the job's ``combine`` (for :class:`hpcdist.tree.Fold`)."""
+    """The merge of two keyed partials with the job's ``combine`` (for :class:`hpcdist.tree.Fold`).
+
+    Every output row is written once: a key one side holds is copied, a key both hold is their
+    ``combine`` (one vectorised call over all such keys; a side whose every key is shared is
+    passed whole, without gathering)."""
     def merge(a: Keyed, b: Keyed) -> Keyed:
         ka, kb = a[KEYS], b[KEYS]
         if len(kb) == 0:
             return a
         if len(ka) == 0:
             return b
-        keys, ia, ib, pa, pb = merge_sorted(ka, kb)
-        out: Keyed = {KEYS: keys}
-        for name in a:
+        u = union(ka, kb)
+        both = {}
+        if len(u.pa):
+            both = combine(_shared(a, u.pa), _shared(b, u.pb))
+        whole = len(u.both_at) == len(u.keys)
+        out: Keyed = {KEYS: u.keys}
+        for name, arr_a in a.items():
             if name == KEYS:
                 continue
-            arr = np.empty((len(keys),) + a[name].shape[1:], dtype=a[name].dtype)
-            place(arr, ia, a[name])
-            place(arr, ib, b[name])
+            got = None
+            if len(u.pa):
+                if name not in both:
+                    raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
+                got = np.asarray(both[name])
+                if whole and got.dtype == arr_a.dtype and got.shape == arr_a.shape and got.flags.c_contiguous:
+                    out[name] = got
+                    continue
+            arr = np.empty((len(u.keys),) + arr_a.shape[1:], dtype=arr_a.dtype)
+            move(arr, u.a_at, arr_a, u.a_only)
+            move(arr, u.b_at, b[name], u.b_only)
+            if got is not None:
+                place(arr, u.both_at, got)
             out[name] = arr
-        if len(pa):
-            both = combine(_values(take(a, pa)), _values(take(b, pb)))
-            where = ia[pa]
-            for name in out:
-                if name != KEYS:
-                    if name not in both:
-                        raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
-                    out[name][where] = both[name]
         return out
     return merge
+
+
+def _shared(partial: Keyed, rows: np.ndarray) -> Keyed:
+    """The values of the keys at ``rows`` (every key: the partial itself)."""
+    if len(rows) == len(partial[KEYS]):
+        return _values(partial)
+    return {name: gather(arr, rows) for name, arr in partial.items() if name != KEYS}
 
 
 def _values(partial: Keyed) -> Keyed:

@@ -34,6 +34,7 @@ from hpcdist.keyed.partition import local_sample, splitters
 from hpcdist.keyed.rounds import DEFAULT_ROUND_BYTES
 from hpcdist.keyed.shuffle import ShuffleStats, shuffle
 from hpcdist.keyed.write import agree_layout, write_keyed
+from hpcdist.memory import keep_freed_memory
 from hpcdist.options import RunOptions
 from hpcdist.partials import encode
 from hpcdist.record import RunFacts, RunOutcome, RunReport, run_attributes
@@ -69,6 +70,7 @@ def run_keyed(facts: RunFacts, options: RunOptions, world: World, start: float,
     if options.checkpoint and options.keep_checkpoint:
         raise UserError(f"{facts.job.name}: --keep-checkpoint is not supported for keyed jobs (map_keyed): "
                         f"their results live on every rank, not in the checkpoint", agreed=True)
+    keep_freed_memory()                 # merges of big partials reuse their temporaries' pages
     if stop is not None:
         return _run(facts, options, world, start, saved, stop)
     with stop_on_signals(options.checkpoint is not None) as own:
