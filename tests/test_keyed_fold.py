@@ -89,6 +89,15 @@ def test_map_keyed_output_is_sorted_and_a_repeated_key_is_the_jobs_bug():
         keyed_leaf((np.array([1, 2]), {"x": np.zeros(3)}), "job")
 
 
+def test_a_keyed_partial_never_aliases_the_shard_buffer_that_the_next_shard_overwrites():
+    buffer = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    own = np.array([7.0, 8.0, 9.0])
+    leaf = keyed_leaf((np.array([1, 2, 3]), {"v": buffer[:, 1], "own": own}), "job", buffer)
+    buffer[:] = -1.0                                                    # the next shard is read
+    assert leaf["v"].tolist() == [10.0, 20.0, 30.0]
+    assert leaf["own"] is own                                           # the job's own array: not copied
+
+
 def test_splitters_balance_distinct_keys_and_owners_are_ranges():
     keys = np.unique(np.random.default_rng(0).integers(-10**12, 10**12, 100_000))
     samples = [local_sample(keys[r::4]) for r in range(4)]      # four ranks' distinct keys

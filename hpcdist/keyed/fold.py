@@ -24,10 +24,12 @@ Keyed = dict[str, np.ndarray]
 Combine = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
-def keyed_leaf(value: object, where: str) -> Keyed:
+def keyed_leaf(value: object, where: str, shard: np.ndarray | None = None) -> Keyed:
     """``map_keyed``'s ``(keys, {name: array[n, ...]})`` as a keyed partial, sorted by key.
 
-    A key seen twice in one shard, or arrays not aligned with the keys, is the job's bug."""
+    A key seen twice in one shard, or arrays not aligned with the keys, is the job's bug. Arrays
+    that are views of the ``shard`` buffer (reused for the next shard) are copied; without a
+    buffer to check against, every array is."""
     if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping)):
         raise JobError(f"{where}: map_keyed must return (keys, {{name: array}}), got {type(value).__name__}")
     keys = np.asarray(value[0])
@@ -50,8 +52,12 @@ def keyed_leaf(value: object, where: str) -> Keyed:
             raise JobError(f"{where}: map_keyed keys must be unique within a shard")
         out = {name: arr[order] for name, arr in out.items()}
     else:
-        out = {name: np.array(arr) for name, arr in out.items()}   # never a view of the shard buffer
-    return {KEYS: np.array(keys), **out}
+        out = {name: _own(arr, shard) for name, arr in out.items()}   # never a view of the shard buffer
+    return {KEYS: _own(keys, shard), **out}
+
+
+def _own(arr: np.ndarray, shard: np.ndarray | None) -> np.ndarray:
+    return np.array(arr) if shard is None or np.may_share_memory(arr, shard) else arr
 
 
 def _strictly_increasing(keys: np.ndarray) -> bool:

@@ -186,7 +186,7 @@ def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardCo
             except UserError as exc:
                 failure = (shard, str(exc))
                 continue
-            fold.add_leaf(shard, keyed_leaf(out, f"{where}: map_keyed (shard {shard})"))
+            fold.add_leaf(shard, keyed_leaf(out, f"{where}: map_keyed (shard {shard})", data))
             t2 = time.perf_counter()
             clock.shards += 1
             clock.read_s += t1 - t0
