@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -186,11 +187,10 @@ def writes_table(rows: list[dict]) -> str:
 
 # ---- (a)-(c): runs of the stats job ---------------------------------------------------------
 
-def run_parts(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
+def run_parts(args: argparse.Namespace, work: Path, say: Callable[[str], None]) -> dict:
     """(a) overhead of checkpointing, (b) signal -> exit 75, (c) size of runs stopped half way."""
     if not Path(args.data.rsplit(":", 1)[0]).exists():
         raise SystemExit(f"{args.data}: missing; run benchmarks/bench_core.py first (it makes the data)")
-    work = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=ROOT / "bench-data"))
     base = [STATS, "--input", args.data, *PARAMS]
     contenders = {
         "none": base,
@@ -250,15 +250,19 @@ def main() -> None:
                    "git_commit": machine.git_facts()["git_commit"], "load_before": load_before})
     if "runs" in parts:
         args.repeats = args.repeats or 3
-        result.update(run_parts(args, say))
+        work = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=ROOT / "bench-data"))
+        try:
+            result.update(run_parts(args, work, say))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     if "writes" in parts:
         counts, repeats = ([8, 80], 1) if args.quick else ([8, 80, 800, 8000], args.repeats or 7)
         Path(args.dir).mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix="bench-ckpt-writes-", dir=args.dir)
-        rows = node_writes(counts, repeats, tmp)
-        for name in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, name))
-        os.rmdir(tmp)
+        try:
+            rows = node_writes(counts, repeats, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         result["writes"] = {"date": machine.now_utc(), "dir": args.dir, "repeats": repeats, "split": list(SPLIT),
                             "rows": rows}
         print(writes_table(rows))
