@@ -4,7 +4,8 @@ A rank holds O(log S) folded tree nodes after its map phase (:class:`hpcdist.tre
 node is cut at the splitters; the slice for rank d travels (with its tree level and index, as
 :func:`hpcdist.partials.encode` buffers) in ``Alltoallv`` rounds of :mod:`.rounds`, so no count
 reaches 2**31 and one round holds at most ``round_bytes`` bytes per rank. Empty slices are not
-sent: an owner folds the nodes it gets with the holes as empty subtrees (:func:`.fold.fold_nodes`).
+sent, and the slices a rank owns itself never leave it (no copy): an owner folds the nodes it gets
+with the holes as empty subtrees (:func:`.fold.fold_nodes`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ class ShuffleStats:
     received_bytes: int = 0
 
 
-def outgoing(nodes: list[Node], cuts: np.ndarray, ranks: int) -> list[np.ndarray]:
-    """One byte buffer per destination rank: the slices of ``nodes`` that rank owns."""
+def outgoing(nodes: list[Node], cuts: np.ndarray, ranks: int, rank: int) -> tuple[list[np.ndarray], list[Node]]:
+    """One byte buffer per destination rank (the slices of ``nodes`` that rank owns), and the
+    slices this rank owns itself, kept as they are (never encoded, sent or decoded)."""
     per_dest: list[list[Node]] = [[] for _ in range(ranks)]
     for level, index, partial in nodes:
         b = bounds(partial[KEYS], cuts, ranks)
         for d in np.flatnonzero(b[1:] > b[:-1]):
             per_dest[d].append((level, index, take(partial, slice(int(b[d]), int(b[d + 1])))))
-    return [encode(slices) if slices else np.zeros(0, np.uint8) for slices in per_dest]
+    buffers = [encode(slices) if slices and d != rank else np.zeros(0, np.uint8) for d, slices in enumerate(per_dest)]
+    return buffers, per_dest[rank]
 
 
 def exchange(comm: MPI.Intracomm, buffers: list[np.ndarray], round_bytes: int) -> tuple[list[np.ndarray], ShuffleStats]:
@@ -64,9 +67,8 @@ def exchange(comm: MPI.Intracomm, buffers: list[np.ndarray], round_bytes: int) -
 def shuffle(comm: MPI.Intracomm, nodes: list[Node], cuts: np.ndarray, round_bytes: int
             ) -> tuple[list[Node], ShuffleStats]:
     """The node slices of every rank that hold this rank's keys."""
-    buffers = outgoing(nodes, cuts, comm.Get_size())
+    buffers, got = outgoing(nodes, cuts, comm.Get_size(), comm.Get_rank())
     received, stats = exchange(comm, buffers, round_bytes)
-    got: list[Node] = []
     for s in range(len(received)):
         if len(received[s]):
             got.extend(decode(received[s]))
