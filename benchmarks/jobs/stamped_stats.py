@@ -1,8 +1,9 @@
 """jobs/stats.py, with each rank writing when its map calls start and end (benchmarks/bench_startup.py).
 
 The first call of a process is the warm-up on a tiny shard (:mod:`hpcdist.warmup`); the second is
-the first real shard. Times are ``time.time()`` (one clock for every process on the machine),
-appended to ``$BENCH_STAMPS/rank-<pid>.txt`` as ``start end`` lines. Nothing else changes.
+the first real shard. Times are ``time.time()`` (one clock for every process on the machine) and
+the process's CPU seconds (``time.process_time()``), appended to ``$BENCH_STAMPS/rank-<pid>.txt`` as
+``start end cpu_start cpu_end`` lines. Nothing else changes.
 """
 
 import importlib.util
@@ -20,9 +21,9 @@ default_input, check, init, update, combine, finalize = (
 
 
 def map(shard, ctx):
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     out = _stats.map(shard, ctx)
     if "BENCH_STAMPS" in os.environ:        # not under `hpcdist compile`
         with open(os.path.join(os.environ["BENCH_STAMPS"], f"rank-{os.getpid()}.txt"), "a") as fh:
-            fh.write(f"{t0!r} {time.time()!r}\n")
+            fh.write(f"{t0!r} {time.time()!r} {c0!r} {time.process_time()!r}\n")
     return out
