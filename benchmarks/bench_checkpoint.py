@@ -116,8 +116,8 @@ def timed(fn: Callable[[], object], into: dict[str, list[float]], name: str) -> 
 def split_once(ckpt: store.Checkpoint, path: str, got: dict[str, list[float]]) -> None:
     """One write of ``ckpt`` by its parts (the same calls ``store.save`` makes), each part timed."""
     partials = [n[2] for n in ckpt.nodes]
-    fields = timed(lambda: (np.fromiter((n[0] for n in ckpt.nodes), np.int64, len(partials)),
-                            np.fromiter((n[1] for n in ckpt.nodes), np.int64, len(partials)),
+    fields = timed(lambda: (np.asarray([n[0] for n in ckpt.nodes], dtype=np.int64),
+                            np.asarray([n[1] for n in ckpt.nodes], dtype=np.int64),
                             node_table.collect(partials)), got, "collect")
     levels, indices, named = fields
     columns = timed(lambda: [node_table.column(*f) for f in named], got, "concatenate")

@@ -1,12 +1,20 @@
 """Checkpoints at 10,000 ranks: every saved tree node in one table, written and read back bit for bit."""
 
+import gc
+import sys
+import sysconfig
+from collections import Counter
+
 import h5py
 import numpy as np
 import pytest
 
-from hpcdist.checkpoint import Checkpoint, load, save
+from hpcdist.checkpoint import Checkpoint, CheckpointWriter, load, save
 from hpcdist.checkpoint.store import CorruptCheckpoint, read
+from hpcdist.timings import RankProgress
 
+STDLIB = sysconfig.get_paths()["stdlib"]
+PACKAGES = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
 FP = {"job": "j", "params": {}, "input": {"input": "x.h5:/x", "mtime_ns": 1}, "shards": 10_000,
       "shard_rows": 10, "job_sha256": "ab", "hpcdist_version": "0"}
 
@@ -121,3 +129,38 @@ def test_a_field_whose_dtype_differs_between_nodes_is_refused_not_promoted(tmp_p
                                          r"ndims \[1\]$"):
         save(str(tmp_path / "c.h5"), _checkpoint(nodes))
     assert not list(tmp_path.iterdir())
+
+
+def _python_calls(tmp_path, nodes):
+    """Python function calls (by file and name) in hpcdist, numpy and h5py while rank 0's writer saves
+    ``nodes`` and they are read back (the standard library's are left out: h5py logs its lazily made
+    type converters, once in a while)."""
+    n = len(nodes)
+    writer = CheckpointWriter(str(tmp_path / f"c{n}.h5"), {**FP, "shards": n}, ranks=n)
+    progress = RankProgress(shards=[1] * n, busy_s=[0.5] * n)
+    writer.snapshot(nodes, 0, progress, None)     # imports and first-time work out of the count
+    calls = Counter()
+
+    def count(frame, event, arg):
+        where = frame.f_code.co_filename
+        if event == "call" and (where.startswith(PACKAGES) or not where.startswith((STDLIB, "<frozen"))):
+            calls[where, frame.f_code.co_name] += 1
+    gc.disable()                                  # no finalizer runs at a moment that depends on allocations
+    sys.setprofile(count)
+    try:
+        assert writer.snapshot(nodes, 0, progress, None)
+        back = read(writer.path).nodes
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    assert len(back) == n
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["1-value", "stats"])
+def test_a_write_and_a_read_make_the_same_python_calls_at_8_and_at_10_000_nodes(tmp_path, kind):
+    """No Python step per node: what grows with the nodes is numpy's work on their bytes."""
+    rng = np.random.default_rng(0)
+    make = (lambda i: (0, i, np.asarray(rng.random()))) if kind == "1-value" else (lambda i: _stats_node(0, i, rng))
+    few, many = (_python_calls(tmp_path, [make(i) for i in range(n)]) for n in (8, 10_000))
+    assert few == many and sum(few.values()) > 100

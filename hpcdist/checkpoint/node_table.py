@@ -55,9 +55,8 @@ class NodeTable:
 
 def table(nodes: list[Node]) -> NodeTable:
     """``nodes`` as columns; ValueError if a field's dtype (or number of axes) differs between nodes."""
-    count = len(nodes)
-    levels = np.fromiter((n[0] for n in nodes), np.int64, count)
-    indices = np.fromiter((n[1] for n in nodes), np.int64, count)
+    levels = np.asarray([n[0] for n in nodes], dtype=np.int64)
+    indices = np.asarray([n[1] for n in nodes], dtype=np.int64)
     return NodeTable(levels, indices, [column(name, arrays, holders) for name, arrays, holders in
                                        collect([n[2] for n in nodes])])
 

@@ -61,9 +61,8 @@ class Checkpoint:
     def shards_done(self) -> int:
         if self.complete:
             return self.shards
-        count = len(self.nodes)
-        return count_under_arrays(np.fromiter((n[0] for n in self.nodes), np.int64, count),
-                                  np.fromiter((n[1] for n in self.nodes), np.int64, count), self.shards)
+        return count_under_arrays(np.asarray([n[0] for n in self.nodes], dtype=np.int64),
+                                  np.asarray([n[1] for n in self.nodes], dtype=np.int64), self.shards)
 
 
 def previous_path(path: str) -> str:
