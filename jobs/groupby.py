@@ -6,17 +6,16 @@ them, in input order). Results: ``keys`` (int64, sorted ascending) and ``count``
 ``mean``, ``var`` (population, ddof=0), ``min``, ``max``, each shaped (nkeys, V). NaNs are left
 out; a group whose column is all NaN has count 0, sum 0 and NaN for mean, var, min and max.
 
-A keyed job (docs/keyed.md): ``map_keyed`` aggregates one shard with a numba hash kernel, and
-``combine`` merges two partials per key (Chan et al.'s update for mean and M2) in one numba pass
-over the keys both hold (numpy's expression made ~14 temporaries of the partials' size). hpcdist folds each key's partials over the fixed shard tree: the same bits at any
-rank count and schedule.
+A keyed job (docs/keyed.md): ``map_keyed`` aggregates one shard with a numba kernel, and
+``combine`` merges two partials per key (Chan et al.'s update for mean and M2, one numba pass over
+the keys both hold; both kernels live in hpcdist/keyed/aggregate.py). hpcdist folds each key's
+partials over the fixed shard tree: the same bits at any rank count and schedule.
 """
 
 import numpy as np
-from numba import njit
 
 from hpcdist import Param, UserError
-from hpcdist.keyed.aggregate import BadKey, group_stats_of
+from hpcdist.keyed.aggregate import BadKey, chan_combine, group_stats_of
 
 PARAMS = {"key": Param(int, 0, "column index of the integer-valued key")}
 INPUT_NDIM = (2,)
@@ -44,28 +43,8 @@ def map_keyed(shard, ctx):
     return got
 
 
-@njit(cache=True, nogil=True)
-def _chan(ca, sa, ma, qa, la, ha, cb, sb, mb, qb, lb, hb, count, total, mean, m2, lo, hi):
-    """Chan et al.'s merge of two (count, sum, mean, M2, min, max) per key and column, in one pass."""
-    for i in range(ca.shape[0]):
-        for j in range(ca.shape[1]):
-            n = ca[i, j] + cb[i, j]
-            share = cb[i, j] / n if n > 0 else 0.0
-            delta = mb[i, j] - ma[i, j]
-            count[i, j] = n
-            total[i, j] = sa[i, j] + sb[i, j]
-            mean[i, j] = ma[i, j] + delta * share
-            m2[i, j] = qa[i, j] + qb[i, j] + delta * delta * (ca[i, j] * share)
-            lo[i, j] = np.fmin(la[i, j], lb[i, j])
-            hi[i, j] = np.fmax(ha[i, j], hb[i, j])
-
-
 def combine(a, b):
-    names = ("count", "sum", "mean", "m2", "min", "max")
-    ins = [np.ascontiguousarray(a[name]) for name in names] + [np.ascontiguousarray(b[name]) for name in names]
-    out = {name: np.empty(a["sum"].shape, dtype=np.int64 if name == "count" else np.float64) for name in names}
-    _chan(*ins, *(out[name] for name in names))
-    return out
+    return chan_combine(a, b)
 
 
 def finalize(partial, ctx):
