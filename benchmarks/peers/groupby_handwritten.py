@@ -259,15 +259,15 @@ def read_and_aggregate(ds, lo: int, hi: int, key: int, piece_mb: float, times: d
 def exchange(comm, table, acc, used: int, nv: int):
     """Step 3: the compacted table to the key ranges' owners in one Alltoallv."""
     size = comm.Get_size()
-    lo, hi = key_range(table)
-    glo = comm.allreduce(int(lo) if used else np.iinfo(np.int64).max, op=MPI.MIN)
-    ghi = comm.allreduce(int(hi) if used else np.iinfo(np.int64).min, op=MPI.MAX)
-    width = max(1, (ghi - glo) // size + 1) if ghi >= glo else 1
-    width_arg = min(width, (1 << 64) - 1)
+    lo, hi = key_range(table)                  # (int64 max, int64 min) when I hold no key
+    glo, ghi = np.empty(1, np.int64), np.empty(1, np.int64)
+    comm.Allreduce(np.array([lo], np.int64), glo, op=MPI.MIN)
+    comm.Allreduce(np.array([hi], np.int64), ghi, op=MPI.MAX)
+    kmin, kmax = int(glo[0]), int(ghi[0])
+    width = (kmax - kmin) // size + 1 if kmax >= kmin else 1    # keys are within +-9.2e18: < 2^64
     reclen = 1 + STATS * nv
     send = np.empty((used, reclen))
-    scount = pack(table, acc, used, np.int64(glo if ghi >= glo else 0), np.uint64(width_arg), size,
-                  send, send.view(np.int64))
+    scount = pack(table, acc, used, np.int64(min(kmin, kmax)), np.uint64(width), size, send, send.view(np.int64))
     rcount = np.empty(size, np.int64)
     comm.Alltoall(scount, rcount)
     recv = np.empty((int(rcount.sum()), reclen))
