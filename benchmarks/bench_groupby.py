@@ -32,7 +32,7 @@ benchmarks/results/groupby.json (every run) and a markdown table of the best of 
 Target (issue 12): hpcdist at 2 ranks ahead of pandas and dask on both key counts and within 1.1x
 of the hand-written script.
 
-    python benchmarks/bench_groupby.py                       # full size: 10^8 rows, 10^3 and 10^6 keys
+    python benchmarks/bench_groupby.py          # full size: 10^8 rows, 10^3 and 10^6 keys (~20 min, quiet machine)
     python benchmarks/bench_groupby.py --rows 200000 --keys 1000,100000 --repeats 1   # a check in seconds
     python benchmarks/bench_groupby.py --only hpcdist_2ranks,handwritten_2ranks        # a subset
 """
@@ -159,10 +159,11 @@ def _read_part(spec: tuple[str, str, int, int]):
 
 
 def dask_part_rows(keys: int) -> int:
-    """Rows per dask partition. Few keys: 2^20 (8 MiB columns, below glibc's 32 MiB mmap ceiling, so
-    freed partitions' memory is reused instead of faulted in fresh: ~1.3 s/GiB on this VM). Many
-    keys: 2^23, because each partition's partial holds nearly every key and the tree combine's
-    work grows with partitions x keys (100 x 6.3e5 rows at 2^20 against 12 x 1e6 at 2^23)."""
+    """Rows per dask partition (chosen by reasoning, not measured: no quiet machine). Few keys: 2^20
+    (8 MiB columns, below glibc's 32 MiB mmap ceiling, so freed partitions' memory can be reused
+    instead of faulted in fresh: ~1.3 s/GiB on this VM). Many keys: 2^23, because each partition's
+    partial holds nearly every key and the tree combine's work grows with partitions x keys
+    (100 x 6.3e5 partial rows at 2^20 against 12 x 1e6 at 2^23)."""
     return 1 << 20 if keys <= 10**4 else 1 << 23
 
 
