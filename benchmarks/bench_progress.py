@@ -3,9 +3,10 @@
     python benchmarks/bench_progress.py --data bench-data/big.h5:/x --ranks 1,2 --rounds 7 \\
         --out benchmarks/results/progress.json
 
-``--progress=0.2`` is five times the terminal's rate: every rank other than 0 sends its count to
-rank 0 every 0.2 s (a small Isend on the control communicator) and rank 0 formats and writes a
-line; without a checkpoint that is all the progress line adds. Each round runs, for every rank
+``--progress=0.2`` is five times the terminal's rate: every 0.2 s rank 0 runs a counts round up the
+control tree (each rank adds its count when it next polls; rank 0 receives ceil(log2 P) messages,
+see hpcdist/control.py) and formats and writes a line; without a checkpoint that is all the
+progress line adds. Each round runs, for every rank
 count, off then on, then on then off (ABBA), so drift in the machine cancels. Both settings must
 give the same result datasets, bit for bit, before any time counts. Reported per setting: the
 launcher's wall time and the run's own ``elapsed_s`` (median, spread); the JSON keeps every run.

@@ -1,8 +1,9 @@
 """The live progress line on rank 0's stderr.
 
-It only reads what rank 0 already knows: its own shard count and the counts the other ranks send
-(the checkpoint's snapshots, or without a checkpoint a count-only message on the same cadence;
-see :mod:`hpcdist.control`). No collective, no barrier, nothing per row.
+It only reads what rank 0 already knows: its own shard count and the counts of the other ranks,
+which come up the control tree in collection rounds (:mod:`hpcdist.control`): each rank adds its
+count when it next polls, one message per child of rank 0 per interval (ceil(log2 P), not P - 1).
+No collective, no barrier, nobody waits, nothing per row.
 
 On a terminal the line is redrawn in place about once a second; anywhere else (Slurm logs, pipes)
 one plain line is written every 30 s, so logs stay readable. ``--progress=SECONDS`` forces plain or
@@ -42,9 +43,10 @@ def interval(setting: Progress, stream: TextIO | None = None) -> float | None:
 
 
 def report_interval(seconds: float | None, ranks: int) -> float | None:
-    """How often a rank other than 0 reports its count: the line's interval, but at most about
-    2,000 messages a second reach rank 0 however many ranks there are."""
-    return None if seconds is None else max(seconds, ranks / 2000.0)
+    """How often rank 0 collects counts: the line's interval. A round costs rank 0 ceil(log2 P)
+    messages and 24 bytes per rank whose count moved, so it needs no stretching with ``ranks``
+    (it used to: one message per rank per interval)."""
+    return seconds
 
 
 def _is_tty(stream: TextIO) -> bool:

@@ -21,7 +21,7 @@ from mpi4py import MPI
 from hpcdist.comm import Poll, wait
 from hpcdist.timings import RankTimings
 
-EXTRA = ("snapshots", "stop_requests", "shards_done", "busy_s")   # what control needs of each rank
+EXTRA = ("stop_requests", "shards_done", "busy_s")   # what control needs of each rank
 _NUMERIC = tuple(f.name for f in fields(RankTimings) if f.type in ("int", "float", int, float))
 WIDTH = len(_NUMERIC) + len(EXTRA)
 
