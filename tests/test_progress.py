@@ -18,7 +18,7 @@ SLOW = str(ROOT / "tests" / "jobs" / "slow_sum.py")
 ARGS = ["--shard-rows", "1000", "--param", "sleep=0.04", "--param", "shards=60"]
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_progress_lines_appear_with_progress_and_not_without(ranks):
     on = run_ok("run", SLOW, *ARGS, "--progress=0.2", ranks=ranks)
     lines = [ln for ln in on.stderr.splitlines() if LINE.search(ln)]
@@ -26,6 +26,10 @@ def test_progress_lines_appear_with_progress_and_not_without(ranks):
     assert all(ln.startswith("slow_sum: pass 1/1, ") for ln in lines)
     if ranks > 1:
         assert any("slowest rank" in ln for ln in lines)
+        # the other ranks' counts reached rank 0 (at 4 ranks, rank 3's through rank 2): the line
+        # counts more shards than rank 0's own block of 60 / ranks
+        shown = [int(re.search(r"([\d,]+)/60 shards", ln).group(1).replace(",", "")) for ln in lines]
+        assert max(shown) > 60 // ranks, lines
     off = run_ok("run", SLOW, *ARGS, "--no-progress", ranks=ranks)
     assert not [ln for ln in off.stderr.splitlines() if LINE.search(ln)], off.stderr
 
