@@ -114,13 +114,11 @@ def bench_module():
 
 @pytest.mark.parametrize("peer", ["pandas", "dask_threads"])
 def test_pandas_and_dask_peers_match_numpy(tmp_path, peer):
-    pytest.importorskip("pandas")
     bench = bench_module()
     a = make_input(tmp_path / "in.h5", rows=20_000, keys=3_000)
     data, out = f"{tmp_path / 'in.h5'}:/e", str(tmp_path / "out.h5")
     if peer == "pandas":
         bench.peer_pandas(data, out)
     else:
-        pytest.importorskip("dask.dataframe")
         bench.peer_dask(data, out, "threads", "7000")
     assert_matches(numpy_groupby(a), read(Path(out)))
