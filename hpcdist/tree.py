@@ -51,14 +51,28 @@ def outermost(nodes: list[Node]) -> list[Node]:
     """Drop every node that lies under another node of the list (and duplicates), in shard order.
 
     Snapshots of different ranks taken at different moments overlap only by nesting, so the
-    outermost nodes of their union count every finished shard exactly once."""
-    keys = {(lv, ix): (lv, ix, p) for lv, ix, p in nodes}
-    top = max((lv for lv, _ in keys), default=0)
-    keep = []
-    for lv, ix in keys:
-        if not any((lv + up, ix >> up) in keys for up in range(1, top - lv + 1)):
-            keep.append(keys[(lv, ix)])
-    return sorted(keep, key=lambda n: n[1] << n[0])
+    outermost nodes of their union count every finished shard exactly once. Vectorised over the
+    levels (rank 0 runs it on every snapshot union: ~25,000 nodes at 8,000 ranks)."""
+    if not nodes:
+        return []
+    level = np.fromiter((n[0] for n in nodes), dtype=np.int64, count=len(nodes))
+    index = np.fromiter((n[1] for n in nodes), dtype=np.int64, count=len(nodes))
+    first = np.unique(_code(level, index), return_index=True)[1]       # duplicates: the first one
+    level, index = level[first], index[first]
+    codes = np.sort(_code(level, index))
+    covered = np.zeros(len(level), dtype=bool)
+    for up in range(1, int(level.max() - level.min()) + 1):
+        above = _code(level + up, index >> up)
+        at = np.minimum(np.searchsorted(codes, above), len(codes) - 1)
+        covered |= codes[at] == above
+    keep = first[~covered]
+    order = np.argsort(index[~covered] << level[~covered], kind="stable")
+    return [nodes[i] for i in keep[order]]
+
+
+def _code(level: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """One int64 per node (levels < 64, indices < 2**57)."""
+    return (level << 57) | index
 
 
 def describe(level: int, index: int, shards: int) -> str:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from hpcdist.tree import Fold, height, span
+from hpcdist.tree import Fold, height, outermost, span
 
 
 def combine(a, b):
@@ -99,3 +99,19 @@ def test_ten_thousand_ranks_need_only_log_sized_frontiers():
             fold.push_leaf(s, None)
         worst = max(worst, len(fold.nodes))
     assert worst <= 2 * height(shards)
+
+
+def test_the_union_of_many_ranks_snapshots_keeps_each_finished_shard_exactly_once():
+    rng = random.Random(4)
+    shards = 5000
+    nodes = []
+    for _ in range(25_000):                 # any node, its ancestors and descendants, duplicates
+        level = rng.randrange(0, 10)
+        nodes.append((level, rng.randrange(0, -(-shards >> level) or 1), None))
+    got = outermost(nodes)
+    keys = {(lv, ix) for lv, ix, _ in nodes}
+    want = sorted({(lv, ix) for lv, ix in keys
+                   if not any((lv + up, ix >> up) in keys for up in range(1, 12))}, key=lambda k: k[1] << k[0])
+    assert [(lv, ix) for lv, ix, _ in got] == want
+    covered = [s for lv, ix, _ in got for s in range(ix << lv, (ix + 1) << lv)]
+    assert len(covered) == len(set(covered))
