@@ -21,6 +21,7 @@ from hpcdist.comm import World
 from hpcdist.control import Cadence, Control, Interrupted
 from hpcdist.shards import static_blocks
 from hpcdist.signals import StopFlag
+from hpcdist.timings import RankTimings
 from hpcdist.tree import Fold, count_under, outermost
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,13 +37,27 @@ class _Done:
         return None
 
 
+class _When:
+    def __init__(self, done):
+        self.done = done
+
+    def Test(self):
+        return self.done()
+
+    def Wait(self):
+        while not self.done():
+            time.sleep(0.0005)
+
+
 class Mailbox:
-    """Every rank's queue of (source, tag, bytes), and how many messages each rank sent and got."""
+    """Every rank's queue of (source, tag, bytes), and how many messages each rank sent and got;
+    the contributions to each collective (Igather, Ibcast), by call number."""
 
     def __init__(self, size):
         self.lock = threading.Lock()
         self.queues = defaultdict(list)
         self.sent, self.received = [0] * size, [0] * size
+        self.collective = defaultdict(dict)
 
 
 class MailboxComm:
@@ -50,6 +65,42 @@ class MailboxComm:
 
     def __init__(self, rank, size, box):
         self.rank, self.size, self.box = rank, size, box
+        self.calls = 0
+
+    def _contribute(self, buf):
+        self.calls += 1
+        with self.box.lock:
+            self.box.collective[self.calls][self.rank] = np.array(buf, copy=True)
+        return self.box.collective[self.calls]
+
+    def Igather(self, send, recv, root):
+        got = self._contribute(send[0])
+        if self.rank != root:
+            return _Done()
+
+        def done():
+            with self.box.lock:
+                if len(got) < self.size:
+                    return False
+                for r, row in got.items():
+                    recv[0][r] = row
+            return True
+        return _When(done)
+
+    def Ibcast(self, msg, root):
+        if self.rank == root:
+            self._contribute(msg[0])
+            return _Done()
+        self.calls += 1
+        got = self.box.collective[self.calls]
+
+        def done():
+            with self.box.lock:
+                if root not in got:
+                    return False
+                msg[0][:] = got[root]
+            return True
+        return _When(done)
 
     def Get_rank(self):
         return self.rank
@@ -200,3 +251,28 @@ def test_a_stop_costs_rank_0_three_messages_per_child_and_checkpoints_every_shar
     assert max(box.received) <= children + 3      # a relay: FINALs, a stop request, STOP and EXIT
     assert_every_shard_once(writes[-1][0])
     assert not any(box.queues.values())                        # no message left unread
+
+
+def test_a_stop_asked_as_the_last_pass_ends_is_read_before_the_ranks_leave():
+    ranks, late = 100, 99                 # rank 99's request goes through ranks 98, 96 and 64
+    box, writes = Mailbox(ranks), []
+    controls = ranks_with_blocks(ranks, box, Cadence(every_s=3600), writes)
+    left, payload = [], np.arange(5, dtype=np.uint8)
+
+    def rank(c):
+        if c.rank == late:
+            c.stop.name = "SIGTERM"       # arrives as its pass ends: the request leaves, nothing stops
+            c.poll()
+        everyone = c.end_pass(RankTimings())              # rank 0 goes straight here: it leads nothing
+        got = c.share_outcome(payload) if c.rank == 0 else c.receive_outcome()
+        assert (c.rank == 0 and len(everyone) == ranks) or (c.rank > 0 and everyone is None)
+        assert c.rank == 0 or bytes(got) == bytes(payload)
+        left.append(c.rank)               # the run is over for this rank: it polls no more
+
+    threads = [threading.Thread(target=rank, args=(c,)) for c in controls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(left) == list(range(ranks))
+    assert not any(box.queues.values())   # the request was read on its way (no send left unmatched)
