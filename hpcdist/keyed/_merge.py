@@ -102,11 +102,12 @@ def _fast(*arrays: np.ndarray) -> bool:
         len({a.dtype for a in arrays}) == 1
 
 
-def gather(src: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``src[idx]`` (rows, any trailing shape)."""
+def gather(src: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``src[idx]`` (rows, any trailing shape), into ``out`` when given (same dtype and row shape)."""
     if not _fast(src):
         return src[idx]
-    out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
+    if out is None:
+        out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
     if len(idx):
         _gather(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
     return out

@@ -79,7 +79,10 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
 
     Every output row is written once: a key one side holds is copied, a key both hold is their
     ``combine`` (one vectorised call over all such keys; a side whose every key is shared is
-    passed whole, without gathering)."""
+    passed whole, without gathering, and the others are gathered into buffers reused from merge
+    to merge: with 10^6 keys, fresh ones were most of a merge's time)."""
+    scratch = _Scratch()
+
     def merge(a: Keyed, b: Keyed) -> Keyed:
         ka, kb = a[KEYS], b[KEYS]
         if len(kb) == 0:
@@ -89,7 +92,7 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
         u = union(ka, kb)
         both = {}
         if len(u.pa):
-            both = combine(_shared(a, u.pa), _shared(b, u.pb))
+            both = combine(scratch.shared("a", a, u.pa), scratch.shared("b", b, u.pb))
         whole = len(u.both_at) == len(u.keys)
         out: Keyed = {KEYS: u.keys}
         for name, arr_a in a.items():
@@ -100,7 +103,8 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
                 if name not in both:
                     raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
                 got = np.asarray(both[name])
-                if whole and got.dtype == arr_a.dtype and got.shape == arr_a.shape and got.flags.c_contiguous:
+                if whole and got.dtype == arr_a.dtype and got.shape == arr_a.shape and got.flags.c_contiguous \
+                        and not scratch.holds(got):
                     out[name] = got
                     continue
             arr = np.empty((len(u.keys),) + arr_a.shape[1:], dtype=arr_a.dtype)
@@ -113,11 +117,28 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
     return merge
 
 
-def _shared(partial: Keyed, rows: np.ndarray) -> Keyed:
-    """The values of the keys at ``rows`` (every key: the partial itself)."""
-    if len(rows) == len(partial[KEYS]):
-        return _values(partial)
-    return {name: gather(arr, rows) for name, arr in partial.items() if name != KEYS}
+class _Scratch:
+    """combine's gathered inputs, one buffer per side and field, kept between merges. A result
+    that is a view of one (combine returned its input) is copied before it becomes a node."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, str], np.ndarray] = {}
+
+    def shared(self, side: str, partial: Keyed, rows: np.ndarray) -> Keyed:
+        """The values of the keys at ``rows`` (every key: the partial itself)."""
+        if len(rows) == len(partial[KEYS]):
+            return _values(partial)
+        return {name: self._gather((side, name), arr, rows) for name, arr in partial.items() if name != KEYS}
+
+    def _gather(self, slot: tuple[str, str], src: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        buf = self.buffers.get(slot)
+        if buf is None or buf.dtype != src.dtype or buf.shape[1:] != src.shape[1:] or len(buf) < len(rows):
+            buf = np.empty((len(rows) + len(rows) // 4,) + src.shape[1:], dtype=src.dtype)
+            self.buffers[slot] = buf
+        return gather(src, rows, buf[:len(rows)])
+
+    def holds(self, arr: np.ndarray) -> bool:
+        return any(np.may_share_memory(arr, buf) for buf in self.buffers.values())
 
 
 def _values(partial: Keyed) -> Keyed:
