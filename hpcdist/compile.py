@@ -86,9 +86,10 @@ def compile_job(path: str, spec: str | None, assignments: list[str]) -> str:
 
 def _one_pass(job: Any, tiny: np.ndarray, ctx: Any, out: dict[str, Any]) -> Any:
     """map, combine, then update (multi-pass) or finalize, as a run's pass would call them
-    (a keyed job: its ``map_keyed``; the shuffle's own code is not numba)."""
+    (a keyed job: its ``map_keyed`` and the keyed merge with its ``combine``)."""
     if getattr(job, "map_keyed", None) is not None:
-        job.map_keyed(tiny, ctx)
+        from hpcdist.keyed.fold import keyed_combine, keyed_leaf, rehearse
+        rehearse(keyed_leaf(job.map_keyed(tiny, ctx), "compile"), keyed_combine(job.combine))
         out["done"] = True
         return None
     root = job.combine(job.map(tiny, ctx), job.map(tiny, ctx))

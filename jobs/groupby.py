@@ -22,7 +22,7 @@ INPUT_NDIM = (2,)
 
 
 def default_input(params):
-    return "synthetic:rows=1000000,cols=3,seed=0,dist=normal"
+    return "synthetic:rows=1000000,cols=3,seed=0,dist=int"   # integer keys (and values) in [-1000, 1000)
 
 
 def check(ctx):

@@ -187,3 +187,11 @@ def test_topk_skips_nans_and_handles_k_larger_than_a_shard(tmp_path):
     clean = np.where(np.isnan(data), -np.inf, data)
     order = np.argsort(-clean, kind="stable")[:40]
     assert np.array_equal(res["rows"], order) and np.array_equal(res["values"], data[order])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in JOBS.glob("*.py")))
+def test_every_shipped_job_runs_on_its_own_default_input(name, tmp_path):
+    # `hpcdist run jobs/X.py` with no --input is the first thing a new user types
+    proc = hpcdist("run", str(JOBS / f"{name}.py"), "--output", str(tmp_path / "out.h5"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.h5").stat().st_size > 0

@@ -52,3 +52,18 @@ print("ok")
                           env={**launch_env(), "NUMBA_CACHE_DIR": str(cache)})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_warm_group_by_loads_its_kernels_without_starting_numbas_compiler(tmp_path, ranks):
+    cache = tmp_path / "cache"
+    warmed = subprocess.run([sys.executable, "-m", "hpcdist", "compile", str(JOBS / "groupby.py")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**launch_env(), "NUMBA_CACHE_DIR": str(cache)})
+    assert warmed.returncode == 0, warmed.stderr
+    env = {"NUMBA_CACHE_DIR": str(cache), "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = MPIRun(ranks, "run", str(JOBS / "groupby.py"), "--output", str(tmp_path / "o.h5"),
+                  env=env).finish(timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert COMPILER_ONLY not in proc.stderr, "a warm keyed run started numba's compiler"
+    assert (tmp_path / "o.h5").exists()

@@ -28,7 +28,7 @@ from hpcdist.kernels._ir import LANES
 from hpcdist.kernels._moments import shard_stats as _shard_stats
 from hpcdist.kernels._range import finite_range as _finite_range
 
-__all__ = ["ColumnStats", "Range", "column_stats", "finite_range", "LANES", "BLOCK_ROWS", "MAX_BINS"]
+__all__ = ["ColumnStats", "Range", "column_stats", "finite_range", "lean_load", "LANES", "BLOCK_ROWS", "MAX_BINS"]
 
 MAX_BINS = 2**31 - 1        # bin indices travel as 32-bit lanes
 

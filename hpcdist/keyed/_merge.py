@@ -12,6 +12,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from hpcdist.kernels import lean_load
+
 
 class Union(NamedTuple):
     """Where the rows of ``a`` and ``b`` go in their union ``keys``: ``a_only`` rows of a go to
@@ -95,6 +97,10 @@ def _move(out, at, src, rows):
         k, j = at[r], rows[r]
         for c in range(cols):
             out[k, c] = src[j, c]
+
+
+for _kernel in (_walk, _gather, _scatter, _move):
+    lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
 def _fast(*arrays: np.ndarray) -> bool:

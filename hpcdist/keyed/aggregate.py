@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from hpcdist.kernels import lean_load
+
 STRIDE = 7                  # per key and value column: count, sum, shift, s1, s2, min, max
 _EMPTY = np.array([0.0, 0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
 LINE = 8                    # doubles per cache line: a key's accumulators start on a line
@@ -166,6 +168,10 @@ def chan_combine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str
     out = {name: np.empty(a["sum"].shape, dtype=np.int64 if name == "count" else np.float64) for name in names}
     _chan(*ins, *(out[name] for name in names))
     return out
+
+
+for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _collect, _chan):
+    lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
 class _Workspace:

@@ -117,6 +117,22 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
     return merge
 
 
+def rehearse(leaf: Keyed, merge: Callable[[Keyed, Keyed], Keyed]) -> None:
+    """Run every path of ``merge`` once on a (tiny) leaf: with itself (all keys shared), and with
+    a copy whose first key moved past the last (keys gathered, moved from either side, combined
+    and placed), so the merge's numba kernels and the job's combine are loaded (or compiled) in
+    the warm-up, not in the middle of the map phase."""
+    keys = leaf[KEYS]
+    if len(keys) == 0:
+        return
+    merge(leaf, leaf)
+    if keys[-1] == np.iinfo(np.int64).max:
+        return
+    rolled = {name: np.concatenate([arr[1:], arr[:1]]) for name, arr in leaf.items()}
+    rolled[KEYS][-1] = keys[-1] + 1
+    merge(leaf, rolled)
+
+
 class _Scratch:
     """combine's gathered inputs, one buffer per side and field, kept between merges. A result
     that is a view of one (combine returned its input) is copied before it becomes a node."""

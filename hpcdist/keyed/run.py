@@ -29,7 +29,7 @@ from hpcdist.control import Cadence, Control
 from hpcdist.context import ShardContext
 from hpcdist.errors import JobError, UserError
 from hpcdist.failures import display_path
-from hpcdist.keyed.fold import KEYS, Keyed, empty_like, fold_nodes, keyed_combine, keyed_leaf
+from hpcdist.keyed.fold import KEYS, Keyed, empty_like, fold_nodes, keyed_combine, keyed_leaf, rehearse
 from hpcdist.keyed.partition import local_sample, splitters
 from hpcdist.keyed.rounds import DEFAULT_ROUND_BYTES
 from hpcdist.keyed.shuffle import ShuffleStats, shuffle
@@ -86,7 +86,7 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
                         dtype=facts.source.dtype)
     clock = RankTimings()
     merge = keyed_combine(job.combine)
-    template = _warm_up(facts, base, clock)
+    template = _warm_up(facts, base, clock, merge)
     writer = (CheckpointWriter(options.checkpoint, fp, world.size, resume.generation)
               if world.rank == 0 and options.checkpoint else None)
     cadence = Cadence(options.checkpoint_every, options.checkpoint_every_shards) if options.checkpoint else None
@@ -142,15 +142,17 @@ def _end_control(world: World, control: Control) -> None:
         control.receive_outcome()
 
 
-def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings) -> Keyed | None:
-    """Load or compile the kernels on a tiny shard; its partial (no keys) is the layout of an owner without keys."""
+def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings, merge: Any) -> Keyed | None:
+    """Load or compile the kernels (map_keyed's, the merge's) on a tiny shard; its partial (no
+    keys) is the layout of an owner without keys."""
     rows = min(facts.source.rows, 16)
     tiny = facts.source.read(0, rows, facts.source.empty(rows))
     ctx, got = replace(base, index=0, start=0, stop=rows), []
     t = time.perf_counter()
     try:       # every rank loads numba's cache at once; a miss takes turns (hpcdist.warmup)
-        warm(lambda: got.insert(0, facts.job.map_keyed(tiny, ctx)))
-        leaf = keyed_leaf(got[0], "warm-up")
+        warm(lambda: got.insert(0, keyed_leaf(facts.job.map_keyed(tiny, ctx), "warm-up")))
+        leaf = got[0]
+        warm(lambda: rehearse(leaf, merge))
     except UserError:
         return None                     # the map phase meets the same rows and says so
     finally:
