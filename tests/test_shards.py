@@ -51,8 +51,8 @@ def test_offsets_beyond_2_to_the_31_do_not_overflow():
 
 
 def test_keyed_jobs_get_fewer_bigger_shards_but_small_data_still_splits():
-    rows, row_bytes = 10**8, 24                                      # 2.4 GB: 64 MB shards, not 4 MB
+    rows, row_bytes = 10**8, 24                                      # 2.4 GB: 128 MB shards, not 4 MB
     keyed, plain = plan_shards(rows, row_bytes, keyed=True), plan_shards(rows, row_bytes)
-    assert keyed.shard_rows * row_bytes <= 64 << 20 < 2 * keyed.shard_rows * row_bytes
-    assert keyed.shards == 36 and plain.shards > 500
-    assert plan_shards(10**6, 24, keyed=True).shards >= 32           # 24 MB still spread over ranks
+    assert keyed.shard_rows * row_bytes <= 128 << 20 < 2 * keyed.shard_rows * row_bytes
+    assert keyed.shards == 18 and plain.shards > 500
+    assert plan_shards(10**6, 24, keyed=True).shards >= 16           # 24 MB still spread over ranks
