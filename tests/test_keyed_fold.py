@@ -150,3 +150,19 @@ def test_key_columns_must_hold_integers():
     for bad in (np.nan, np.inf, 0.5, 2.0**63):
         found = group_stats_of(np.array([[1.0, 0.0], [bad, 0.0]]), 0)
         assert isinstance(found, BadKey) and found.row == 1
+
+
+def test_many_dense_keys_go_through_buckets_with_the_same_bits_as_one_pass(monkeypatch):
+    import hpcdist.keyed.aggregate as aggregate
+    rng = np.random.default_rng(8)
+    rows = 200_000
+    shard = np.column_stack([rng.normal(size=rows) * 1e3, rng.integers(0, 60_000, rows).astype(np.float64),
+                             rng.normal(size=rows)])
+    shard[rng.random(shard.shape) < 0.05] = np.nan
+    shard[:, 1] = np.nan_to_num(shard[:, 1], nan=17.0)               # the key column: column 1
+    bucketed_keys, bucketed = group_stats_of(shard, 1)               # 60,000 keys > 8,192: buckets
+    monkeypatch.setattr(aggregate, "BUCKET_BITS", 62)
+    keys, direct = group_stats_of(shard, 1)                          # one pass over the shard
+    assert keys.tolist() == bucketed_keys.tolist() == np.unique(shard[:, 1]).astype(np.int64).tolist()
+    for name in direct:
+        assert direct[name].tobytes() == bucketed[name].tobytes(), name

@@ -9,9 +9,13 @@ whichever rank maps it).
 
 Slots: when the keys span a range no wider than half the shard's rows (the common case: dense
 ids), the slot is ``key - min key``, computed in the pass itself, and the partial comes out sorted
-for free; otherwise an open-addressing hash table (multiplicative hash, linear probing, grown when
-half full, sized from the previous shard's key count, not its rows) gives every row its slot in a
-pass of its own, in first-seen order, sorted after (probes then never wait on accumulator stores).
+for free. Past 8,192 such keys the accumulators no longer fit in the caches and every row would
+miss twice; the rows are then first copied in bucket order (a stable counting sort on ``slot >>
+13``, so a key's rows keep their order and the bits are the same) and accumulated one bucket,
+one cache-sized window of accumulators, at a time. Otherwise an open-addressing hash table
+(multiplicative hash, linear probing, grown when half full, sized from the previous shard's key
+count, not its rows) gives every row its slot in a pass of its own, in first-seen order, sorted
+after (probes then never wait on accumulator stores).
 The accumulators, 7 doubles per key and column padded to whole cache lines, live in a workspace
 kept between shards: reusing memory avoids page faults on every shard, and only the slots a shard
 touched are reset.
@@ -29,6 +33,8 @@ from hpcdist.kernels import lean_load
 STRIDE = 7                  # per key and value column: count, sum, shift, s1, s2, min, max
 _EMPTY = np.array([0.0, 0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
 LINE = 8                    # doubles per cache line: a key's accumulators start on a line
+BUCKET_BITS = 13            # more dense keys than 8,192 (1 MB of accumulators at two value
+                            # columns): rows are put in buckets of 8,192 keys first
 
 
 class BadKey(NamedTuple):
@@ -116,10 +122,37 @@ def _accumulate(shard, key, slots, kmin, dense, seen, acc):
                 acc[s, b + 2] = shift
                 acc[s, b + 3] += d
                 acc[s, b + 4] += d * d
-                if x < acc[s, b + 5]:
-                    acc[s, b + 5] = x
-                if x > acc[s, b + 6]:
-                    acc[s, b + 6] = x
+                lo, hi = acc[s, b + 5], acc[s, b + 6]
+                acc[s, b + 5] = x if x < lo else lo         # selects, not branches: with a few
+                acc[s, b + 6] = x if x > hi else hi         # rows per key they are unpredictable
+
+
+@njit(cache=True, nogil=True)
+def _bucket_starts(shard, key, kmin, bits, starts):
+    """``starts[b]``: where bucket ``b`` (slots ``b << bits`` on) begins among the rows put in
+    bucket order (``starts`` zeroed by the caller)."""
+    for i in range(shard.shape[0]):
+        starts[(np.int64(shard[i, key]) - kmin) >> bits] += 1
+    total = 0
+    for b in range(starts.shape[0]):
+        n = starts[b]
+        starts[b] = total
+        total += n
+
+
+@njit(cache=True, nogil=True)
+def _bucket_rows(shard, key, kmin, bits, starts, seen, slots, values):
+    """Every row's slot and values (as float64) in bucket order, stably: a key's rows keep their
+    order, so accumulating them gives the same bits as accumulating the shard itself."""
+    for i in range(shard.shape[0]):
+        s = np.int64(shard[i, key]) - kmin
+        seen[s] = 1
+        b = s >> bits
+        p = starts[b]
+        starts[b] = p + 1
+        slots[p] = s
+        for c in range(shard.shape[1] - 1):
+            values[p, c] = np.float64(shard[i, c + (c >= key)])
 
 
 @njit(cache=True, nogil=True)
@@ -170,7 +203,7 @@ def chan_combine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str
     return out
 
 
-for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _collect, _chan):
+for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _bucket_starts, _bucket_rows, _collect, _chan):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
@@ -181,6 +214,7 @@ class _Workspace:
         self.slots = np.empty(0, np.int64)
         self.acc = np.empty((0, 0))
         self.seen = np.empty(0, np.uint8)
+        self.values = np.empty((0, 0))
         self.capacity = 1 << 10          # hash table: grows, remembered for the next shard
 
     def rows(self, n: int) -> np.ndarray:
@@ -195,6 +229,13 @@ class _Workspace:
             self.acc = _line_aligned(grown, width)
             self.acc[:, :STRIDE * cols] = np.tile(_EMPTY, cols)
         return self.acc
+
+    def bucketed(self, n: int, cols: int) -> np.ndarray:
+        """Rows in bucket order: ``cols`` values and an unused last column (where ``_accumulate``
+        would find the key), float64."""
+        if len(self.values) < n or self.values.shape[1] != cols + 1:
+            self.values = np.empty((n, cols + 1))
+        return self.values[:n]
 
     def marks(self, span: int) -> np.ndarray:
         if len(self.seen) < span:
@@ -226,7 +267,14 @@ def group_stats_of(shard: np.ndarray, key: int) -> tuple[np.ndarray, dict[str, n
     if dense:
         seen = work.marks(int(kmax - kmin) + 1 if n else 0)
         acc = work.accumulators(len(seen), cols)
-        _accumulate(shard, key, slots, kmin, True, seen, acc)
+        if len(seen) <= 1 << BUCKET_BITS:
+            _accumulate(shard, key, slots, kmin, True, seen, acc)
+        else:                           # accumulators beyond the caches: one bucket at a time
+            starts = np.zeros(((len(seen) - 1) >> BUCKET_BITS) + 1, np.int64)
+            values = work.bucketed(n, cols)
+            _bucket_starts(shard, key, kmin, BUCKET_BITS, starts)
+            _bucket_rows(shard, key, kmin, BUCKET_BITS, starts, seen, slots, values)
+            _accumulate(values, cols, slots, 0, False, seen, acc)
         present = np.flatnonzero(seen)
         seen[:] = 0
         keys = present + kmin
