@@ -166,3 +166,47 @@ def test_many_dense_keys_go_through_buckets_with_the_same_bits_as_one_pass(monke
     assert keys.tolist() == bucketed_keys.tolist() == np.unique(shard[:, 1]).astype(np.int64).tolist()
     for name in direct:
         assert direct[name].tobytes() == bucketed[name].tobytes(), name
+
+
+def _reference_merge(a, b, combine):
+    """Key by key: the shared ones combined one at a time, the others copied."""
+    out = {}
+    rows_a = {int(k): i for i, k in enumerate(a[KEYS])}
+    rows_b = {int(k): i for i, k in enumerate(b[KEYS])}
+    for k in sorted(set(rows_a) | set(rows_b)):
+        if k in rows_a and k in rows_b:
+            one = combine({n: v[rows_a[k]:rows_a[k] + 1] for n, v in a.items() if n != KEYS},
+                          {n: v[rows_b[k]:rows_b[k] + 1] for n, v in b.items() if n != KEYS})
+            out[k] = {n: np.asarray(v)[0] for n, v in one.items()}
+        else:
+            src, i = (a, rows_a[k]) if k in rows_a else (b, rows_b[k])
+            out[k] = {n: v[i] for n, v in src.items() if n != KEYS}
+    return out
+
+
+@pytest.mark.parametrize("sizes", [(40, 40), (60, 12), (12, 60), (30, 30)], ids=["same size", "left bigger",
+                                                                                  "right bigger", "disjoint"])
+def test_a_keyed_merge_equals_combining_key_by_key_bit_for_bit(sizes):
+    rng = np.random.default_rng(sum(sizes))
+
+    def part(n, lo):
+        keys = np.sort(rng.choice(np.arange(lo, lo + 80), n, replace=False))
+        return {KEYS: keys, "s": rng.normal(size=(n, 3)), "n": rng.integers(1, 9, n)}
+
+    a = part(sizes[0], 0)
+    b = part(sizes[1], 200 if sizes == (30, 30) else 0)
+    before = [{n: v.copy() for n, v in p.items()} for p in (a, b)]
+
+    def aliasing(x, y):                 # returns one input unchanged, and a float for an int field
+        return {"s": x["s"] * 1.0000001 + y["s"] / 3.0, "n": (x["n"] + y["n"]).astype(np.float64) + 0.0}
+
+    for job_combine in (lambda x, y: {"s": x["s"] * 1.0000001 + y["s"] / 3.0, "n": x["n"] + y["n"]},
+                        aliasing, lambda x, y: {"s": x["s"], "n": y["n"]}):
+        merged = keyed_combine(job_combine)(a, b)
+        want = _reference_merge(a, b, job_combine)
+        assert merged[KEYS].tolist() == sorted(want)
+        for i, k in enumerate(merged[KEYS]):
+            assert merged["s"][i].tobytes() == np.asarray(want[int(k)]["s"], np.float64).tobytes()
+            assert merged["n"][i] == np.int64(want[int(k)]["n"]) and merged["n"].dtype == np.int64
+        for p, kept in zip((a, b), before):                             # the inputs are untouched
+            assert all(p[n].tobytes() == kept[n].tobytes() for n in kept)

@@ -99,7 +99,21 @@ def _move(out, at, src, rows):
             out[k, c] = src[j, c]
 
 
-for _kernel in (_walk, _gather, _scatter, _move):
+@njit(cache=True, nogil=True)
+def _align(out, other, rows, own):
+    """out[i] = other[rows[i]] where rows[i] >= 0, else own[i]."""
+    cols = own.shape[1]
+    for i in range(rows.shape[0]):
+        j = rows[i]
+        if j >= 0:
+            for c in range(cols):
+                out[i, c] = other[j, c]
+        else:
+            for c in range(cols):
+                out[i, c] = own[i, c]
+
+
+for _kernel in (_walk, _gather, _scatter, _move, _align):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
@@ -137,3 +151,16 @@ def move(out: np.ndarray, at: np.ndarray, src: np.ndarray, rows: np.ndarray) -> 
         out[at] = src[rows]
         return
     _move(out.reshape(len(out), -1), at, src.reshape(len(src), -1), rows)
+
+
+def align(other: np.ndarray, rows: np.ndarray, own: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``other``'s rows laid out as ``own``'s: row i is ``other[rows[i]]``, or ``own[i]`` where
+    ``rows[i] < 0`` (a filler whose combined value is thrown away)."""
+    if not _fast(other, own, out) or other.shape[1:] != own.shape[1:]:
+        out[...] = own
+        hit = rows >= 0
+        out[hit] = other[rows[hit]]
+        return out
+    if len(rows):
+        _align(out.reshape(len(out), -1), other.reshape(len(other), -1), rows, own.reshape(len(own), -1))
+    return out

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from hpcdist.errors import JobError
-from hpcdist.keyed._merge import gather, move, place, union
+from hpcdist.keyed._merge import Union, align, move, place, union
 from hpcdist.partials import Node
 from hpcdist.tree import height, span
 
@@ -77,10 +77,12 @@ def empty_like(partial: Mapping[str, np.ndarray]) -> Keyed:
 def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
     """The merge of two keyed partials with the job's ``combine`` (for :class:`hpcdist.tree.Fold`).
 
-    Every output row is written once: a key one side holds is copied, a key both hold is their
-    ``combine`` (one vectorised call over all such keys; a side whose every key is shared is
-    passed whole, without gathering, and the others are gathered into buffers reused from merge
-    to merge: with 10^6 keys, fresh ones were most of a merge's time)."""
+    ``combine`` is called once, vectorised, in the layout of the side with more keys (``own``):
+    the other side is aligned to it in a buffer kept between merges, and where ``own`` has a key
+    the other lacks, the row is filled with ``own``'s and its combined value thrown away (combine
+    is elementwise, so no key's bits depend on its neighbours). Then keys one side holds are
+    copied from it. With 10^6 keys nearly all shared, this writes each field about three times
+    where gathering both sides, combining and scattering back wrote it five."""
     scratch = _Scratch()
 
     def merge(a: Keyed, b: Keyed) -> Keyed:
@@ -90,31 +92,59 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
         if len(ka) == 0:
             return b
         u = union(ka, kb)
-        both = {}
-        if len(u.pa):
-            both = combine(scratch.shared("a", a, u.pa), scratch.shared("b", b, u.pb))
-        whole = len(u.both_at) == len(u.keys)
-        out: Keyed = {KEYS: u.keys}
-        for name, arr_a in a.items():
-            if name == KEYS:
-                continue
-            got = None
-            if len(u.pa):
-                if name not in both:
-                    raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
-                got = np.asarray(both[name])
-                if whole and got.dtype == arr_a.dtype and got.shape == arr_a.shape and got.flags.c_contiguous \
-                        and not scratch.holds(got):
-                    out[name] = got
-                    continue
-            arr = np.empty((len(u.keys),) + arr_a.shape[1:], dtype=arr_a.dtype)
-            move(arr, u.a_at, arr_a, u.a_only)
-            move(arr, u.b_at, b[name], u.b_only)
-            if got is not None:
-                place(arr, u.both_at, got)
-            out[name] = arr
-        return out
+        if len(u.pa) == 0:
+            return _assemble(u, a, b, None, None, scratch)
+        if len(u.pa) == len(ka) == len(kb):                    # the same keys: no alignment
+            return _assemble(u, a, b, combine(_values(a), _values(b)), "a", scratch)
+        big_a = len(ka) >= len(kb)
+        own, other = (a, b) if big_a else (b, a)
+        rows = np.full(len(own[KEYS]), -1, np.int64)
+        rows[u.pa if big_a else u.pb] = u.pb if big_a else u.pa
+        aligned = scratch.aligned(other, rows, own)
+        both = combine(_values(a), aligned) if big_a else combine(aligned, _values(b))
+        return _assemble(u, a, b, both, "a" if big_a else "b", scratch)
     return merge
+
+
+def _assemble(u: Union, a: Keyed, b: Keyed, both: Mapping[str, np.ndarray] | None, layout: str | None,
+              scratch: "_Scratch") -> Keyed:
+    """The merged partial: ``both`` (combine's results in the ``layout`` side's rows, None when
+    no key is shared) where the keys are shared, each side's own rows where only it has the key."""
+    out: Keyed = {KEYS: u.keys}
+    own_at = np.empty(0, np.int64)
+    if layout is not None:                  # where each of the layout side's rows goes
+        side = a if layout == "a" else b
+        own_at = np.empty(len(side[KEYS]), np.int64)
+        own_at[u.a_only if layout == "a" else u.b_only] = u.a_at if layout == "a" else u.b_at
+        own_at[u.pa if layout == "a" else u.pb] = u.both_at
+    taken: list[np.ndarray] = []
+    for name, ref in a.items():
+        if name == KEYS:
+            continue
+        arr = None
+        if both is not None:
+            if name not in both:
+                raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
+            got = np.asarray(both[name])
+            if len(own_at) == len(u.keys) and got.dtype == ref.dtype and got.flags.c_contiguous \
+                    and got.shape == (len(u.keys),) + ref.shape[1:] and not _aliased(got, a, b, scratch, taken):
+                arr = got                   # already the union's layout: one-side rows fixed in place
+            else:
+                arr = np.empty((len(u.keys),) + ref.shape[1:], dtype=ref.dtype)
+                place(arr, own_at, got)
+            taken.append(arr)
+        else:
+            arr = np.empty((len(u.keys),) + ref.shape[1:], dtype=ref.dtype)
+        move(arr, u.a_at, ref, u.a_only)    # a key one side holds: that side's row (also where
+        move(arr, u.b_at, b[name], u.b_only)    # the layout side's filler was combined)
+        out[name] = arr
+    return out
+
+
+def _aliased(got: np.ndarray, a: Keyed, b: Keyed, scratch: "_Scratch", taken: list[np.ndarray]) -> bool:
+    """Does combine's result share memory with an input, the scratch or another result?"""
+    return scratch.holds(got) or any(np.may_share_memory(got, arr) for p in (a, b) for arr in p.values()) \
+        or any(np.may_share_memory(got, t) for t in taken)
 
 
 def rehearse(leaf: Keyed, merge: Callable[[Keyed, Keyed], Keyed]) -> None:
@@ -134,24 +164,26 @@ def rehearse(leaf: Keyed, merge: Callable[[Keyed, Keyed], Keyed]) -> None:
 
 
 class _Scratch:
-    """combine's gathered inputs, one buffer per side and field, kept between merges. A result
-    that is a view of one (combine returned its input) is copied before it becomes a node."""
+    """combine's aligned input, one buffer per field, kept between merges (with 10^6 keys, fresh
+    ones were most of a merge's time). A result that is a view of one (combine returned its
+    input) is copied before it becomes a node."""
 
     def __init__(self) -> None:
-        self.buffers: dict[tuple[str, str], np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
 
-    def shared(self, side: str, partial: Keyed, rows: np.ndarray) -> Keyed:
-        """The values of the keys at ``rows`` (every key: the partial itself)."""
-        if len(rows) == len(partial[KEYS]):
-            return _values(partial)
-        return {name: self._gather((side, name), arr, rows) for name, arr in partial.items() if name != KEYS}
-
-    def _gather(self, slot: tuple[str, str], src: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        buf = self.buffers.get(slot)
-        if buf is None or buf.dtype != src.dtype or buf.shape[1:] != src.shape[1:] or len(buf) < len(rows):
-            buf = np.empty((len(rows) + len(rows) // 4,) + src.shape[1:], dtype=src.dtype)
-            self.buffers[slot] = buf
-        return gather(src, rows, buf[:len(rows)])
+    def aligned(self, other: Keyed, rows: np.ndarray, own: Keyed) -> Keyed:
+        """``other``'s values in ``own``'s rows (``rows[i]``: other's row, or -1 for own's filler)."""
+        out = {}
+        for name, arr in other.items():
+            if name == KEYS:
+                continue
+            buf = self.buffers.get(name)
+            if buf is None or buf.dtype != arr.dtype or buf.shape[1:] != arr.shape[1:] or len(buf) < len(rows):
+                buf = np.empty((len(rows) + len(rows) // 4,) + arr.shape[1:], dtype=arr.dtype)
+                self.buffers[name] = buf
+            mine = own[name] if own[name].dtype == arr.dtype else own[name].astype(arr.dtype)
+            out[name] = align(arr, rows, mine, buf[:len(rows)])
+        return out
 
     def holds(self, arr: np.ndarray) -> bool:
         return any(np.may_share_memory(arr, buf) for buf in self.buffers.values())
