@@ -6,6 +6,7 @@ depends on the number of ranks: that is what lets the reduction give the same bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,7 +16,9 @@ TARGET_SHARDS = 256            # ...into about this many shards, whatever the ra
 # Keyed jobs (reduce by key): a shard's partial holds one entry per distinct key, so with many keys
 # it is as big as the shard itself and the per-key merges cost ~ shards x keys per shard. Fewer,
 # bigger shards cut that work (10^6 keys, 2.4 GB at 2 ranks: 7.9 s at 128 MB, 9.6-11.5 s at 64 MB);
-# 16 of them still spread a small input over the ranks.
+# 16 of them still spread a small input over the ranks. Their number is a power of two, so that a
+# power-of-two rank count holds whole tree nodes: each rank ends its map phase with one node of ~all
+# keys instead of several, and the shuffle and the owners' merges shrink with it.
 KEYED_TARGET_SHARD_BYTES = 128 << 20
 KEYED_TARGET_SHARDS = 16
 
@@ -73,10 +76,22 @@ def auto_shard_rows(rows: int, row_bytes: int, chunk_rows: int = 1, keyed: bool 
     """
     row_bytes = max(row_bytes, 8)   # rows without stored values (range:N) count as 8 bytes
     total = rows * row_bytes
-    biggest, count = (KEYED_TARGET_SHARD_BYTES, KEYED_TARGET_SHARDS) if keyed else (TARGET_SHARD_BYTES, TARGET_SHARDS)
-    target = min(biggest, max(MIN_SHARD_BYTES, total // count))
+    if keyed:
+        return _keyed_shard_rows(rows, total, chunk_rows)
+    target = min(TARGET_SHARD_BYTES, max(MIN_SHARD_BYTES, total // TARGET_SHARDS))
     shard_rows = max(1, target // row_bytes)
     return align_shard_rows(shard_rows, chunk_rows, rows)
+
+
+def _keyed_shard_rows(rows: int, total: int, chunk_rows: int) -> int:
+    """A power-of-two number of shards near ~KEYED_TARGET_SHARD_BYTES each (at least
+    KEYED_TARGET_SHARDS, none under MIN_SHARD_BYTES), rounded up to whole chunks."""
+    want = max(total / KEYED_TARGET_SHARD_BYTES, KEYED_TARGET_SHARDS)
+    want = max(1.0, min(want, total / MIN_SHARD_BYTES))
+    shards = 1 << max(0, round(math.log2(want)))
+    chunk = max(1, chunk_rows)
+    shard_rows = -(-(-(-rows // shards)) // chunk) * chunk     # up to whole chunks: never more shards
+    return max(1, min(shard_rows, rows))
 
 
 def align_shard_rows(shard_rows: int, chunk_rows: int, rows: int) -> int:

@@ -51,8 +51,11 @@ def test_offsets_beyond_2_to_the_31_do_not_overflow():
 
 
 def test_keyed_jobs_get_fewer_bigger_shards_but_small_data_still_splits():
-    rows, row_bytes = 10**8, 24                                      # 2.4 GB: 128 MB shards, not 4 MB
+    rows, row_bytes = 10**8, 24                                      # 2.4 GB: ~150 MB shards, not 4 MB
     keyed, plain = plan_shards(rows, row_bytes, keyed=True), plan_shards(rows, row_bytes)
-    assert keyed.shard_rows * row_bytes <= 128 << 20 < 2 * keyed.shard_rows * row_bytes
-    assert keyed.shards == 18 and plain.shards > 500
-    assert plan_shards(10**6, 24, keyed=True).shards >= 16           # 24 MB still spread over ranks
+    assert 64 << 20 < keyed.shard_rows * row_bytes < 256 << 20
+    assert keyed.shards == 16 and plain.shards > 500                 # a power of two: 2, 4, 8 ranks
+    assert plan_shards(10**6, 24, keyed=True).shards == 16           # hold whole tree nodes
+    chunked = plan_shards(10**8, 24, chunk_rows=32768, keyed=True)   # whole chunks, never 17 shards
+    assert chunked.shard_rows % 32768 == 0 and chunked.shards == 16
+    assert plan_shards(1000, 24, keyed=True).shards == 1             # 24 KB: no shard under 256 KB
