@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
                     help=f"write a checkpoint this often (default {CHECKPOINT_EVERY_S:g}; fractions allowed)")
     ck.add_argument("--checkpoint-every-shards", type=_int, metavar="N",
-                    help="also write after every N shards a rank completes")
+                    help="also write after every N shards rank 0 completes")
     ck.add_argument("--restart", default="auto", choices=RESTART_MODES,
                     help="auto: resume if a matching checkpoint exists; fresh: start over; "
                          "require: fail if there is nothing to resume")
