@@ -2,7 +2,7 @@
 
 ``np.union1d`` + ``np.isin`` sort again what is already sorted, and numpy's fancy indexing costs
 several times a plain copy; at 10^6 keys per node they were most of a group-by's time. The walk is
-O(n + m) and tells every row where it goes, so each output row is written exactly once.
+O(n + m) and tells every row where it goes; the moves below are plain numba copies by index.
 """
 
 from __future__ import annotations
@@ -73,15 +73,6 @@ def union(ka: np.ndarray, kb: np.ndarray) -> Union:
 
 
 @njit(cache=True, nogil=True)
-def _gather(src, idx, out):
-    cols = src.shape[1]
-    for r in range(idx.shape[0]):
-        k = idx[r]
-        for c in range(cols):
-            out[r, c] = src[k, c]
-
-
-@njit(cache=True, nogil=True)
 def _scatter(out, idx, src):
     cols = src.shape[1]
     for r in range(idx.shape[0]):
@@ -113,24 +104,13 @@ def _align(out, other, rows, own):
                 out[i, c] = own[i, c]
 
 
-for _kernel in (_walk, _gather, _scatter, _move, _align):
+for _kernel in (_walk, _scatter, _move, _align):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
 def _fast(*arrays: np.ndarray) -> bool:
     return all(a.flags.c_contiguous and a.dtype.kind in "iuf" for a in arrays) and \
         len({a.dtype for a in arrays}) == 1
-
-
-def gather(src: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``src[idx]`` (rows, any trailing shape), into ``out`` when given (same dtype and row shape)."""
-    if not _fast(src):
-        return src[idx]
-    if out is None:
-        out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
-    if len(idx):
-        _gather(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
-    return out
 
 
 def place(out: np.ndarray, idx: np.ndarray, src: np.ndarray) -> None:
