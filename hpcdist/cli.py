@@ -118,11 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if job is not None:
         return main_job_help(job) if _launcher_rank() == 0 else 0   # the job's own params and results
     args = build_parser().parse_args(argv)
-    code = args.func(args)
-    if argv is None and args.func is _cmd_run:   # the command's own process: no interpreter teardown
-        from hpcdist.comm import exit_process
-        exit_process(code)
-    return code
+    return args.func(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

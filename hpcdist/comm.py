@@ -7,13 +7,12 @@ one-rank singleton, so everything here works with and without ``mpiexec``/``srun
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, NoReturn, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 from mpi4py import MPI
@@ -221,30 +220,3 @@ def leave(code: int) -> int:
         mpi_shm.unlink_mapped(mpi_shm.ON_EXIT)
         os._exit(code)
     return code
-
-
-def exit_process(code: int) -> NoReturn:
-    """End the ``hpcdist run`` process once its work is done: stdio flushed, atexit handlers run,
-    MPI_Finalize called (MPI cleans up its /dev/shm files), then the C library's ``exit``.
-
-    What this skips is only the interpreter's teardown of every object numba, LLVM and numpy
-    built: 0.1-0.2 s of CPU per rank (measured), paid after the output is already in place. Not
-    ``os._exit``: that also skips the C ``atexit`` handlers, and without them MPICH's launcher
-    killed a finished 4-rank run about one time in four (SIGKILL, "BAD TERMINATION").
-    Only for the command's own process (``hpcdist run``); the Python API returns normally.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):   # a closed pipe (e.g. `| head`): nothing more to say
-            pass
-    atexit._run_exitfuncs()
-    if MPI.Is_initialized() and not MPI.Is_finalized():
-        MPI.Finalize()
-    try:
-        import ctypes
-        libc_exit = ctypes.CDLL(None).exit
-    except (ImportError, OSError, AttributeError):
-        raise SystemExit(code) from None    # no C library to call: the interpreter's own exit
-    libc_exit(code)
-    raise SystemExit(code)                  # not reached
