@@ -176,8 +176,8 @@ def _run_command(args: argparse.Namespace, stop) -> int:
 def _leave_interrupted(w, stop) -> int:
     """Every rank agreed to stop and rank 0 wrote the checkpoint: exit 75 ("requeue me").
 
-    Ranks leave without MPI_Finalize (messages of the abandoned pass may still be in flight) and
-    without leaving MPI's shared memory behind (``comm.leave``).
+    Ranks leave through MPI_Finalize, so the launcher reports 75 and MPI's shared memory is gone
+    (``comm.leave``, with a watchdog should finalizing ever wait).
     """
     from hpcdist.comm import leave
 
