@@ -6,7 +6,7 @@ Such files hold RAM until reboot. Two kinds, two moments to unlink them:
   which every local rank attaches *inside* ``MPI_Init`` and nobody opens by name again; only
   ``MPI_Finalize`` unlinks it. So once every rank has passed ``MPI_Init`` (a barrier), the name can
   go: the mappings stay valid and the kernel frees the memory when the last rank exits, however it
-  exits (abort, exit 75, a kill). Its MPI-3 window segments (``mpich_shar_tmp*``) are already
+  exits (an abort, a kill; exit 75 finalizes). Its MPI-3 window segments (``mpich_shar_tmp*``) are already
   unlinked by MPICH right after they are attached.
 - Open MPI (btl/sm) gives each rank a segment ``sm_segment.<host>.<uid>.<job>.<rank>`` that peers
   attach by name at their first message: it must keep its name while the job runs, so a rank that
