@@ -155,7 +155,7 @@ class Control:
     def end_pass(self, timings: RankTimings) -> list[RankTimings] | None:
         """After the reduction: every rank's timings to rank 0 (None elsewhere), up MPI's tree."""
         row = tally.pack(timings, (self._stop_requests, self.shards_done, self.busy_s))
-        rows = tally.gather(self.ctl, row, self._waiting_poll)
+        rows = tally.gather(self.ctl, row, self.waiting_poll)
         if rows is None:
             return None
         everyone, extra = tally.unpack(rows, timings)
@@ -166,12 +166,12 @@ class Control:
     def share_outcome(self, payload: np.ndarray) -> None:
         """Rank 0: the pass's outcome (next state or "done") to every other rank."""
         self._settle()
-        tally.broadcast(self.ctl, payload, self._waiting_poll)
+        tally.broadcast(self.ctl, payload, self.waiting_poll)
         self._complete_sends()
 
     def receive_outcome(self) -> np.ndarray:
         """Other ranks: wait for rank 0's outcome while still answering rounds and a stop."""
-        buf = tally.broadcast(self.ctl, None, self._waiting_poll)
+        buf = tally.broadcast(self.ctl, None, self.waiting_poll)
         self._complete_sends()
         return buf
 
@@ -207,7 +207,7 @@ class Control:
                 if not self._round.waiting:
                     self._close_round()
 
-    def _waiting_poll(self) -> None:
+    def waiting_poll(self) -> None:
         """While waiting at the end of a pass: serve the tree; a new signal waits for the next pass."""
         self._serve()
         self._reap()
@@ -274,7 +274,7 @@ class Control:
         self._flush = False
         while True:
             while self._round is not None:
-                self._waiting_poll()
+                self.waiting_poll()
                 time.sleep(POLL_SLEEP_S)
             if not rounds:
                 return

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from mpi4py import MPI
 
-from hpcdist.comm import World
+from hpcdist.comm import Poll, World, recv_bytes, wait
 from hpcdist.timings import RankTimings
 
 SHARD_COLUMNS = ("pass", "shard", "rank", "read_start", "read_end", "compute_end", "stolen", "resumed")
@@ -54,23 +54,20 @@ class ShardLog:
         return rows
 
 
-def gather_rows(world: World, log: ShardLog) -> np.ndarray | None:
+def gather_rows(world: World, log: ShardLog, poll: Poll | None = None) -> np.ndarray | None:
     """Collective: every rank's rows of this pass on rank 0, sorted by (pass, shard); None elsewhere.
 
     A binomial tree: rank 0 receives log2(P) messages, O(shards) bytes in all (MPI_Gatherv would
-    post one receive per rank at the root)."""
+    post one receive per rank at the root). Waiting ranks keep answering ``poll``."""
     parts = [np.ascontiguousarray(log.take())]
     comm, rank, size, step = world.comm, world.rank, world.size, 1
     while step < size:
         if rank % (2 * step):
             rows = np.concatenate(parts)
-            comm.Send([rows, MPI.DOUBLE], dest=rank - step, tag=_ROWS_TAG)
+            wait(comm.Isend([rows, MPI.DOUBLE], dest=rank - step, tag=_ROWS_TAG), poll)
             return None
         if rank + step < size:
-            status = MPI.Status()
-            comm.Probe(source=rank + step, tag=_ROWS_TAG, status=status)
-            got = np.empty(status.Get_count(MPI.DOUBLE), dtype=np.float64)
-            comm.Recv([got, MPI.DOUBLE], source=rank + step, tag=_ROWS_TAG)
+            got = recv_bytes(comm, rank + step, _ROWS_TAG, poll).view(np.float64)
             parts.append(got.reshape(-1, len(SHARD_COLUMNS)))
         step *= 2
     return _sorted(np.concatenate(parts))

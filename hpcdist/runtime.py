@@ -114,7 +114,7 @@ class _Passes:
             self.timings.compile_s += warm_up(self.job, self.source, ctx).seconds   # no rank waits if cached
             root = self._one_pass(ctx, control)
             everyone = control.end_pass(self.timings)
-            self.record.add_rows(gather_rows(self.world, self.log))
+            self.record.add_rows(gather_rows(self.world, self.log, control.waiting_poll))
             self.record.timings = everyone or []
             report = self._finish_pass(root, ctx, control, everyone)
             if report is not None:
