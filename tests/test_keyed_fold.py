@@ -160,12 +160,41 @@ def test_many_dense_keys_go_through_buckets_with_the_same_bits_as_one_pass(monke
                              rng.normal(size=rows)])
     shard[rng.random(shard.shape) < 0.05] = np.nan
     shard[:, 1] = np.nan_to_num(shard[:, 1], nan=17.0)               # the key column: column 1
-    bucketed_keys, bucketed = group_stats_of(shard, 1)               # 60,000 keys > 8,192: buckets
-    monkeypatch.setattr(aggregate, "BUCKET_BITS", 62)
-    keys, direct = group_stats_of(shard, 1)                          # one pass over the shard
+    with monkeypatch.context() as m:
+        m.setattr(aggregate, "DIRECT_BYTES", 0)
+        m.setattr(aggregate, "WINDOW_BYTES", 128 * 1024)            # 1,024-key windows: 59 buckets
+        bucketed_keys, bucketed = group_stats_of(shard, 1)
+    keys, direct = group_stats_of(shard, 1)                          # 60,000 keys: one direct pass
     assert keys.tolist() == bucketed_keys.tolist() == np.unique(shard[:, 1]).astype(np.int64).tolist()
     for name in direct:
         assert direct[name].tobytes() == bucketed[name].tobytes(), name
+
+
+def test_a_shard_whose_keys_leave_the_last_shards_range_gives_the_bits_of_a_fresh_kernel():
+    """The kernel tries each shard in one pass within the previous shard's key range; a key
+    outside it (or a bad key) midway must leave no trace of the rows accumulated before it."""
+    import hpcdist.keyed.aggregate as aggregate
+    rng = np.random.default_rng(11)
+
+    def shard(low, high):
+        return np.column_stack([rng.integers(low, high, 4000).astype(np.float64), rng.normal(size=(4000, 2))])
+
+    first, inside, leaves, sparse = shard(0, 100), shard(10, 90), shard(0, 100), shard(0, 100)
+    leaves[3000, 0] = 500.0                                          # out of the range at row 3000
+    sparse[2000, 0] = 2.0**40                                        # -> the hash path
+    bad = inside.copy()
+    bad[1000, 0] = 0.5
+    for later in (inside, leaves, sparse, bad):
+        group_stats_of(first, 0)                                     # remembers [0, 99]
+        got = group_stats_of(later, 0)
+        aggregate._WORK.span = None                                  # a fresh kernel: scans first
+        want = group_stats_of(later, 0)
+        if isinstance(want, BadKey):
+            assert got == want
+            continue
+        assert got[0].tolist() == want[0].tolist() == np.unique(later[:, 0]).astype(np.int64).tolist()
+        for name in want[1]:
+            assert got[1][name].tobytes() == want[1][name].tobytes(), name
 
 
 def _reference_merge(a, b, combine):
