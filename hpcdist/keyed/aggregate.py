@@ -1,23 +1,26 @@
 """The per-shard group-by kernel of jobs/groupby.py: count, sum, mean, M2, min, max per key.
 
-Numba, no copy of the shard: (1) a scan checks every key (an integer value) and finds the key
-range; (2) one pass gives every row its *slot* and updates the slot's count, sum, min, max and the
-sums of ``x - shift`` and its square, where ``shift`` is the key's first value in the shard (the
-textbook guard against cancellation: M2 = sum (x-shift)^2 - (sum (x-shift))^2 / n). The rows of a
-key are visited in row order, so a shard's partial is a pure function of its rows (the same bits
-whichever rank maps it).
+Numba, no copy of the shard when the keys are few: one pass gives every row its *slot* and
+updates the slot's count, sum, min, max and the sums of ``x - shift`` and its square, where
+``shift`` is the key's first value in the shard (the textbook guard against cancellation: M2 =
+sum (x-shift)^2 - (sum (x-shift))^2 / n). The rows of a key are visited in row order, so a
+shard's partial is a pure function of its rows (the same bits whichever rank maps it, and
+whichever of the paths below computes it).
 
 Slots: when the keys span a range no wider than half the shard's rows (the common case: dense
-ids), the slot is ``key - min key``, computed in the pass itself, and the partial comes out sorted
-for free. Past 8 MiB of accumulators (65,536 keys at two value columns) they no longer fit in
-the caches and every row would miss twice; the rows are then first copied in bucket order (a
-stable counting sort on the slot's high bits, so a key's rows keep their order and the bits are
-the same) and accumulated one bucket, one 128 KiB window of accumulators, at a time. Measured
-here (5.5 M rows, two value columns): one direct pass 34 ms at 1,000 keys, 47 ms at 65,536,
-215 ms at 131,072; with buckets 72 ms at 131,072 and 131 ms at 10^6 (8,192-key windows: 154 ms). Otherwise an open-addressing hash table
-(multiplicative hash, linear probing, grown when half full, sized from the previous shard's key
-count, not its rows) gives every row its slot in a pass of its own, in first-seen order, sorted
-after (probes then never wait on accumulator stores).
+ids), the slot is ``key - min key`` and the partial comes out sorted for free. The pass first
+tries the previous shard's key range, checking every key as it goes (ids spread over every shard
+need no scan); a key outside it undoes the pass, and a scan finds the range. Past 8 MiB of
+accumulators (65,536 keys at two value columns) they no longer fit in the caches and every row
+would miss twice; the rows are then first copied in bucket order (a stable counting sort on the
+slot's high bits, with the slot in a spare column) and accumulated one bucket at a time in a
+128 KiB window, each bucket's keys written out as soon as it is done. Measured here (5.5 M rows,
+two value columns): one direct pass 34 ms at 1,000 keys, 47 ms at 65,536, 215 ms at 131,072;
+with buckets 72 ms at 131,072 and 122 ms at 10^6 (with 8,192-key windows and a full accumulator
+array: 171 ms). Otherwise an open-addressing hash table (multiplicative hash, linear probing,
+grown when half full, sized from the previous shard's key count, not its rows) gives every row
+its slot in a pass of its own, in first-seen order, sorted after (probes then never wait on
+accumulator stores).
 The accumulators, 7 doubles per key and column padded to whole cache lines, live in a workspace
 kept between shards: reusing memory avoids page faults on every shard, and only the slots a shard
 touched are reset.
@@ -34,6 +37,7 @@ from hpcdist.kernels import lean_load
 
 STRIDE = 7                  # per key and value column: count, sum, shift, s1, s2, min, max
 _EMPTY = np.array([0.0, 0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
+NAMES = ("count", "sum", "mean", "m2", "min", "max")   # a partial's fields, in the kernels' order
 LINE = 8                    # doubles per cache line: a key's accumulators start on a line
 DIRECT_BYTES = 8 << 20      # accumulators up to this size: one direct pass (L3 holds them)
 WINDOW_BYTES = 128 << 10    # beyond: buckets whose accumulators fit in L2
@@ -103,6 +107,39 @@ def _rehash(order, used, table_keys, table_slot, shift):
 
 
 @njit(cache=True, nogil=True)
+def _add(acc, s, b, x):
+    """One value ``x`` (not NaN) into slot ``s``'s accumulators of a column starting at ``b``."""
+    n = acc[s, b]
+    shift = x if n == 0.0 else acc[s, b + 2]
+    d = x - shift
+    acc[s, b] = n + 1.0
+    acc[s, b + 1] += x
+    acc[s, b + 2] = shift
+    acc[s, b + 3] += d
+    acc[s, b + 4] += d * d
+    lo, hi = acc[s, b + 5], acc[s, b + 6]
+    acc[s, b + 5] = x if x < lo else lo         # selects, not branches: with a few rows per key
+    acc[s, b + 6] = x if x > hi else hi         # they are unpredictable
+
+
+@njit(cache=True, nogil=True)
+def _put(acc, s, r, count, total, mean, m2, lo, hi, empty):
+    """Slot ``s``'s accumulators as result row ``r``; the slot reset for the next shard."""
+    for c in range(count.shape[1]):
+        b = STRIDE * c
+        n = acc[s, b]
+        count[r, c] = np.int64(n)
+        total[r, c] = acc[s, b + 1]
+        mean[r, c] = acc[s, b + 1] / n if n > 0.0 else 0.0
+        q = acc[s, b + 4] - acc[s, b + 3] * acc[s, b + 3] / n if n > 0.0 else 0.0
+        m2[r, c] = q if q > 0.0 else 0.0
+        lo[r, c] = acc[s, b + 5]
+        hi[r, c] = acc[s, b + 6]
+        for f in range(STRIDE):
+            acc[s, b + f] = empty[f]
+
+
+@njit(cache=True, nogil=True)
 def _accumulate(shard, key, slots, kmin, dense, seen, acc):
     """Per slot and value column, rows in order, NaNs left out: count, sum, shift, sum of
     (x - shift), sum of its square, min, max. Dense: slot = key - kmin (marked in ``seen``)."""
@@ -115,18 +152,7 @@ def _accumulate(shard, key, slots, kmin, dense, seen, acc):
         for c in range(shard.shape[1] - 1):
             x = np.float64(shard[i, c + (c >= key)])
             if x == x:
-                b = STRIDE * c
-                n = acc[s, b]
-                shift = x if n == 0.0 else acc[s, b + 2]
-                d = x - shift
-                acc[s, b] = n + 1.0
-                acc[s, b + 1] += x
-                acc[s, b + 2] = shift
-                acc[s, b + 3] += d
-                acc[s, b + 4] += d * d
-                lo, hi = acc[s, b + 5], acc[s, b + 6]
-                acc[s, b + 5] = x if x < lo else lo         # selects, not branches: with a few
-                acc[s, b + 6] = x if x > hi else hi         # rows per key they are unpredictable
+                _add(acc, s, STRIDE * c, x)
 
 
 @njit(cache=True, nogil=True)
@@ -147,18 +173,7 @@ def _accumulate_within(shard, key, lo, hi, seen, acc):
         for c in range(shard.shape[1] - 1):
             v = np.float64(shard[i, c + (c >= key)])
             if v == v:
-                b = STRIDE * c
-                n = acc[s, b]
-                shift = v if n == 0.0 else acc[s, b + 2]
-                d = v - shift
-                acc[s, b] = n + 1.0
-                acc[s, b + 1] += v
-                acc[s, b + 2] = shift
-                acc[s, b + 3] += d
-                acc[s, b + 4] += d * d
-                lo_v, hi_v = acc[s, b + 5], acc[s, b + 6]
-                acc[s, b + 5] = v if v < lo_v else lo_v
-                acc[s, b + 6] = v if v > hi_v else hi_v
+                _add(acc, s, STRIDE * c, v)
     return -1
 
 
@@ -193,23 +208,33 @@ def _bucket_rows(shard, key, kmin, bits, starts, seen, values):
 
 
 @njit(cache=True, nogil=True)
+def _accumulate_buckets(values, bits, ends, present, window, count, total, mean, m2, lo, hi, empty):
+    """Rows in bucket order (:func:`_bucket_rows`: values, then the slot), one bucket at a time
+    into ``window`` (the accumulators of one bucket's slots, in L2), whose present slots become
+    their result rows as soon as the bucket is done: no accumulator array for every key."""
+    cols = values.shape[1] - 1
+    first, r = 0, 0
+    for bucket in range(ends.shape[0]):
+        base = bucket << bits
+        for p in range(first, ends[bucket]):
+            w = np.int64(values[p, cols]) - base
+            for c in range(cols):
+                x = values[p, c]
+                if x == x:
+                    _add(window, w, STRIDE * c, x)
+        first = ends[bucket]
+        top = base + (1 << bits)
+        while r < present.shape[0] and present[r] < top:
+            _put(window, present[r] - base, r, count, total, mean, m2, lo, hi, empty)
+            r += 1
+
+
+@njit(cache=True, nogil=True)
 def _collect(acc, present, count, total, mean, m2, lo, hi, empty):
     """The present slots' accumulators as (keys, columns) results, in ``present`` order; their
     accumulators reset for the next shard."""
     for r in range(present.shape[0]):
-        s = present[r]
-        for c in range(count.shape[1]):
-            b = STRIDE * c
-            n = acc[s, b]
-            count[r, c] = np.int64(n)
-            total[r, c] = acc[s, b + 1]
-            mean[r, c] = acc[s, b + 1] / n if n > 0.0 else 0.0
-            q = acc[s, b + 4] - acc[s, b + 3] * acc[s, b + 3] / n if n > 0.0 else 0.0
-            m2[r, c] = q if q > 0.0 else 0.0
-            lo[r, c] = acc[s, b + 5]
-            hi[r, c] = acc[s, b + 6]
-            for f in range(STRIDE):
-                acc[s, b + f] = empty[f]
+        _put(acc, present[r], r, count, total, mean, m2, lo, hi, empty)
 
 
 @njit(cache=True, nogil=True)
@@ -233,14 +258,13 @@ def chan_combine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str
     temporaries of the partials' size). Here, in a package module, because numba's cache of a
     function refers to its module by name: a kernel in a job file loaded under two names (by
     hpcdist and by a test or script) would leave a cache entry the other cannot load."""
-    names = ("count", "sum", "mean", "m2", "min", "max")
-    ins = [np.ascontiguousarray(a[name]) for name in names] + [np.ascontiguousarray(b[name]) for name in names]
-    out = {name: np.empty(a["sum"].shape, dtype=np.int64 if name == "count" else np.float64) for name in names}
-    _chan(*ins, *(out[name] for name in names))
+    ins = [np.ascontiguousarray(a[name]) for name in NAMES] + [np.ascontiguousarray(b[name]) for name in NAMES]
+    out = {name: np.empty(a["sum"].shape, dtype=np.int64 if name == "count" else np.float64) for name in NAMES}
+    _chan(*ins, *(out[name] for name in NAMES))
     return out
 
 
-for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _accumulate_within, _bucket_starts, _bucket_rows, _collect, _chan):
+for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _accumulate_within, _accumulate_buckets, _bucket_starts, _bucket_rows, _collect, _chan):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
@@ -250,6 +274,7 @@ class _Workspace:
     def __init__(self) -> None:
         self.slots = np.empty(0, np.int64)
         self.acc = np.empty((0, 0))
+        self.win = np.empty((0, 0))
         self.seen = np.empty(0, np.uint8)
         self.values = np.empty((0, 0))
         self.capacity = 1 << 10          # hash table: grows, remembered for the next shard
@@ -261,12 +286,19 @@ class _Workspace:
         return self.slots[:n]
 
     def accumulators(self, slots: int, cols: int) -> np.ndarray:
-        width = -(-STRIDE * cols // LINE) * LINE
+        width = _width(cols)
         if self.acc.shape[1:] != (width,) or len(self.acc) < slots:
             grown = max(slots, 2 * len(self.acc)) if self.acc.shape[1:] == (width,) else slots
             self.acc = _line_aligned(grown, width)
             self.acc[:, :STRIDE * cols] = np.tile(_EMPTY, cols)
         return self.acc
+
+    def window(self, slots: int, cols: int) -> np.ndarray:
+        """One bucket's accumulators (reset by the kernel as it writes each key out)."""
+        if self.win.shape != (slots, _width(cols)):
+            self.win = _line_aligned(slots, _width(cols))
+            self.win[:, :STRIDE * cols] = np.tile(_EMPTY, cols)
+        return self.win
 
     def bucketed(self, n: int, cols: int) -> np.ndarray:
         """Rows in bucket order, float64: ``cols`` values and the slot (``_accumulate`` reads it as
@@ -307,18 +339,13 @@ def group_stats_of(shard: np.ndarray, key: int) -> tuple[np.ndarray, dict[str, n
     slots = work.rows(0 if dense else n)            # the hash table's slot per row
     if dense:
         seen = work.marks(int(kmax - kmin) + 1 if n else 0)
-        acc = work.accumulators(len(seen), cols)
-        if len(seen) * acc.shape[1] * acc.itemsize <= DIRECT_BYTES:
-            _accumulate(shard, key, slots, kmin, True, seen, acc)
-            work.span = (int(kmin), int(kmax)) if n and max(-int(kmin), int(kmax)) < _EXACT else None
-        else:                           # accumulators beyond the caches: one bucket at a time
+        width = _width(cols)
+        if len(seen) * width * 8 > DIRECT_BYTES:    # accumulators beyond the caches: buckets
             work.span = None
-            bits = max(4, (WINDOW_BYTES // (acc.shape[1] * acc.itemsize)).bit_length() - 1)
-            starts = np.zeros(((len(seen) - 1) >> bits) + 1, np.int64)
-            values = work.bucketed(n, cols)
-            _bucket_starts(shard, key, kmin, bits, starts)
-            _bucket_rows(shard, key, kmin, bits, starts, seen, values)
-            _accumulate(values, cols, slots, 0, True, seen, acc)    # slots in the last column
+            return _bucketed(shard, key, kmin, seen, work)
+        acc = work.accumulators(len(seen), cols)
+        _accumulate(shard, key, slots, kmin, True, seen, acc)
+        work.span = (int(kmin), int(kmax)) if n and max(-int(kmin), int(kmax)) < _EXACT else None
         present = np.flatnonzero(seen)
         seen[:] = 0
         keys = present + kmin
@@ -329,10 +356,36 @@ def group_stats_of(shard: np.ndarray, key: int) -> tuple[np.ndarray, dict[str, n
         _accumulate(shard, key, slots, kmin, False, work.marks(0), acc)
         present = np.argsort(order[:used], kind="stable")
         keys = order[:used][present]
-    names = ("count", "sum", "mean", "m2", "min", "max")
-    out = {name: np.empty((len(keys), cols), np.int64 if name == "count" else np.float64) for name in names}
-    _collect(acc, present, *(out[name] for name in names), _EMPTY)
+    out = _results(len(keys), cols)
+    _collect(acc, present, *out.values(), _EMPTY)
     return keys, out
+
+
+def _bucketed(shard: np.ndarray, key: int, kmin: int, seen: np.ndarray, work: _Workspace
+              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Many dense keys: the rows copied in bucket order, then accumulated one bucket (one
+    L2-sized window of slots) at a time, each bucket's keys written out as soon as it is done."""
+    n, cols = shard.shape[0], shard.shape[1] - 1
+    width = _width(cols)
+    bits = max(4, (WINDOW_BYTES // (width * 8)).bit_length() - 1)
+    ends = np.zeros(((len(seen) - 1) >> bits) + 1, np.int64)
+    values = work.bucketed(n, cols)
+    _bucket_starts(shard, key, kmin, bits, ends)
+    _bucket_rows(shard, key, kmin, bits, ends, seen, values)     # ends[b]: where bucket b ends
+    present = np.flatnonzero(seen)
+    seen[:] = 0
+    out = _results(len(present), cols)
+    _accumulate_buckets(values, bits, ends, present, work.window(1 << bits, cols), *out.values(), _EMPTY)
+    return present + kmin, out
+
+
+def _results(keys: int, cols: int) -> dict[str, np.ndarray]:
+    return {name: np.empty((keys, cols), np.int64 if name == "count" else np.float64) for name in NAMES}
+
+
+def _width(cols: int) -> int:
+    """Doubles per slot: ``STRIDE`` per column, padded to whole cache lines."""
+    return -(-STRIDE * cols // LINE) * LINE
 
 
 _EXACT = 1 << 52             # keys whose float64 comparisons with the range are exact
@@ -357,9 +410,8 @@ def _within_last_span(shard: np.ndarray, key: int, work: _Workspace
         acc[present, :STRIDE * cols] = np.tile(_EMPTY, cols)
         work.span = None
         return None
-    names = ("count", "sum", "mean", "m2", "min", "max")
-    out = {name: np.empty((len(present), cols), np.int64 if name == "count" else np.float64) for name in names}
-    _collect(acc, present, *(out[name] for name in names), _EMPTY)
+    out = _results(len(present), cols)
+    _collect(acc, present, *out.values(), _EMPTY)
     return present + lo, out
 
 
