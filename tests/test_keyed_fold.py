@@ -213,9 +213,14 @@ def _reference_merge(a, b, combine):
     return out
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 7], ids=["one chunk", "chunks of 7 keys"])
 @pytest.mark.parametrize("sizes", [(40, 40), (60, 12), (12, 60), (30, 30)], ids=["same size", "left bigger",
                                                                                   "right bigger", "disjoint"])
-def test_a_keyed_merge_equals_combining_key_by_key_bit_for_bit(sizes):
+def test_a_keyed_merge_equals_combining_key_by_key_bit_for_bit(sizes, chunk_rows, monkeypatch):
+    import hpcdist.keyed.fold as fold
+    if chunk_rows:                      # the shared keys combined in chunks: views and gathered rows
+        monkeypatch.setattr(fold, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(fold, "MIN_CHUNK_ROWS", chunk_rows)
     rng = np.random.default_rng(sum(sizes))
 
     def part(n, lo):
@@ -239,3 +244,14 @@ def test_a_keyed_merge_equals_combining_key_by_key_bit_for_bit(sizes):
             assert merged["n"][i] == np.int64(want[int(k)]["n"]) and merged["n"].dtype == np.int64
         for p, kept in zip((a, b), before):                             # the inputs are untouched
             assert all(p[n].tobytes() == kept[n].tobytes() for n in kept)
+
+
+def test_a_combine_that_drops_a_field_or_changes_the_row_count_is_the_jobs_bug():
+    a = {KEYS: np.array([1, 2, 3]), "s": np.ones(3), "n": np.ones(3, np.int64)}
+    b = {KEYS: np.array([2, 3, 4]), "s": np.ones(3), "n": np.ones(3, np.int64)}
+    with pytest.raises(JobError, match="combine returned no 'n'"):
+        keyed_combine(lambda x, y: {"s": x["s"]})(a, b)
+    with pytest.raises(JobError, match="combine returned 's' of shape"):
+        keyed_combine(lambda x, y: {"s": x["s"][:1], "n": x["n"]})(a, b)
+    with pytest.raises(JobError, match="partial 'n' for some shards only"):
+        keyed_combine(combine)(a, {KEYS: b[KEYS], "s": b["s"]})

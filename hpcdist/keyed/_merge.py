@@ -31,28 +31,37 @@ class Union(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _walk(ka, kb):
+def _shared(ka, kb):
+    """How many keys both sorted unique arrays hold."""
+    i = j = c = 0
+    while i < ka.shape[0] and j < kb.shape[0]:
+        if ka[i] < kb[j]:
+            i += 1
+        elif kb[j] < ka[i]:
+            j += 1
+        else:
+            c += 1
+            i += 1
+            j += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _walk(ka, kb, keys, a_only, a_at, b_only, b_at, pa, pb, both):
     n, m = ka.shape[0], kb.shape[0]
-    keys = np.empty(n + m, np.int64)
-    only = np.empty(n + m, np.int64)     # a-only positions from the front, b-only from the back
-    at = np.empty(n + m, np.int64)
-    pa = np.empty(min(n, m), np.int64)
-    pb = np.empty(min(n, m), np.int64)
-    both = np.empty(min(n, m), np.int64)
-    i = j = k = c = na = 0
-    nb = n + m
+    i = j = k = c = na = nb = 0
     while i < n or j < m:
         if j == m or (i < n and ka[i] < kb[j]):
             keys[k] = ka[i]
-            only[na] = i
-            at[na] = k
+            a_only[na] = i
+            a_at[na] = k
             na += 1
             i += 1
         elif i == n or kb[j] < ka[i]:
             keys[k] = kb[j]
-            nb -= 1
-            only[nb] = j
-            at[nb] = k
+            b_only[nb] = j
+            b_at[nb] = k
+            nb += 1
             j += 1
         else:
             keys[k] = ka[i]
@@ -63,13 +72,16 @@ def _walk(ka, kb):
             i += 1
             j += 1
         k += 1
-    return keys[:k], only, at, na, nb, pa[:c], pb[:c], both[:c]
 
 
 def union(ka: np.ndarray, kb: np.ndarray) -> Union:
-    """The union of two sorted unique int64 key arrays and where every row goes."""
-    keys, only, at, na, nb, pa, pb, both = _walk(ka, kb)
-    return Union(keys, only[:na], at[:na], only[nb:][::-1], at[nb:][::-1], pa, pb, both)
+    """The union of two sorted unique int64 key arrays and where every row goes (two linear
+    passes: the first counts, so every array is made at its exact size)."""
+    c = _shared(ka, kb)
+    n, m = len(ka), len(kb)
+    u = Union(*(np.empty(size, np.int64) for size in (n + m - c, n - c, n - c, m - c, m - c, c, c, c)))
+    _walk(ka, kb, *u)
+    return u
 
 
 @njit(cache=True, nogil=True)
@@ -91,20 +103,15 @@ def _move(out, at, src, rows):
 
 
 @njit(cache=True, nogil=True)
-def _align(out, other, rows, own):
-    """out[i] = other[rows[i]] where rows[i] >= 0, else own[i]."""
-    cols = own.shape[1]
-    for i in range(rows.shape[0]):
-        j = rows[i]
-        if j >= 0:
-            for c in range(cols):
-                out[i, c] = other[j, c]
-        else:
-            for c in range(cols):
-                out[i, c] = own[i, c]
+def _gather(out, src, rows):
+    cols = src.shape[1]
+    for r in range(rows.shape[0]):
+        j = rows[r]
+        for c in range(cols):
+            out[r, c] = src[j, c]
 
 
-for _kernel in (_walk, _scatter, _move, _align):
+for _kernel in (_shared, _walk, _scatter, _move, _gather):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
@@ -133,14 +140,11 @@ def move(out: np.ndarray, at: np.ndarray, src: np.ndarray, rows: np.ndarray) -> 
     _move(out.reshape(len(out), -1), at, src.reshape(len(src), -1), rows)
 
 
-def align(other: np.ndarray, rows: np.ndarray, own: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``other``'s rows laid out as ``own``'s: row i is ``other[rows[i]]``, or ``own[i]`` where
-    ``rows[i] < 0`` (a filler whose combined value is thrown away)."""
-    if not _fast(other, own, out) or other.shape[1:] != own.shape[1:]:
-        out[...] = own
-        hit = rows >= 0
-        out[hit] = other[rows[hit]]
+def gather(src: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[:] = src[rows]`` in one pass; returns ``out``."""
+    if not _fast(src, out) or src.shape[1:] != out.shape[1:]:
+        out[...] = src[rows]
         return out
     if len(rows):
-        _align(out.reshape(len(out), -1), other.reshape(len(other), -1), rows, own.reshape(len(own), -1))
+        _gather(out.reshape(len(out), -1), src.reshape(len(src), -1), rows)
     return out

@@ -1,10 +1,10 @@
 """Keyed partials and their merge: why a key's result has the same bits at any rank count.
 
 A keyed partial is a dict ``{KEYS: int64[n] (sorted, unique), name: array[n, ...]}``. Merging two
-(``a`` covers earlier shards than ``b``) applies the job's ``combine`` to the keys both hold (one
-vectorised call, rows aligned) and copies the keys only one side holds. So each key is folded over
-the fixed shard tree of :mod:`hpcdist.tree` restricted to the shards where it appears: an empty
-subtree passes the other child through. Which rank holds a node, and which other keys share a
+(``a`` covers earlier shards than ``b``) applies the job's ``combine`` to the keys both hold
+(vectorised calls over chunks of them, rows aligned) and copies the keys only one side holds.
+So each key is folded over the fixed shard tree of :mod:`hpcdist.tree` restricted to the shards
+where it appears: an empty subtree passes the other child through. Which rank holds a node, and which other keys share a
 call, never changes the floating-point operations done for a key (combine is elementwise).
 """
 
@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from hpcdist.errors import JobError
-from hpcdist.keyed._merge import Union, align, move, place, union
+from hpcdist.keyed._merge import gather, move, place, union
 from hpcdist.partials import Node
 from hpcdist.tree import height, span
 
@@ -77,13 +77,14 @@ def empty_like(partial: Mapping[str, np.ndarray]) -> Keyed:
 def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
     """The merge of two keyed partials with the job's ``combine`` (for :class:`hpcdist.tree.Fold`).
 
-    ``combine`` is called once, vectorised, in the layout of the side with more keys (``own``):
-    the other side is aligned to it in a buffer kept between merges, and where ``own`` has a key
-    the other lacks, the row is filled with ``own``'s and its combined value thrown away (combine
-    is elementwise, so no key's bits depend on its neighbours). Then keys one side holds are
-    copied from it. With 10^6 keys nearly all shared, this writes each field about three times
-    where gathering both sides, combining and scattering back wrote it five."""
-    scratch = _Scratch()
+    The merged arrays are made once in the union's layout: keys one side holds are copied from
+    it, and the keys both hold go through ``combine`` a chunk at a time (about 1 MB per field:
+    their rows gathered into small buffers kept between merges, or taken as views where they are
+    consecutive), each chunk's results copied to their rows. ``combine`` is elementwise, so no
+    key's bits depend on the chunk it shares. With 10^6 keys this keeps no second copy of a node
+    (the whole-node combine made its results, then the union's arrays, beside an aligned copy of
+    one side) and the chunks stay in the caches."""
+    buffers = _ChunkBuffers()
 
     def merge(a: Keyed, b: Keyed) -> Keyed:
         ka, kb = a[KEYS], b[KEYS]
@@ -92,105 +93,81 @@ def keyed_combine(combine: Combine) -> Callable[[Keyed, Keyed], Keyed]:
         if len(ka) == 0:
             return b
         u = union(ka, kb)
-        if len(u.pa) == 0:
-            return _assemble(u, a, b, None, None, scratch)
-        if len(u.pa) == len(ka) == len(kb):                    # the same keys: no alignment
-            return _assemble(u, a, b, combine(_values(a), _values(b)), "a", scratch)
-        big_a = len(ka) >= len(kb)
-        own, other = (a, b) if big_a else (b, a)
-        rows = np.full(len(own[KEYS]), -1, np.int64)
-        rows[u.pa if big_a else u.pb] = u.pb if big_a else u.pa
-        aligned = scratch.aligned(other, rows, own)
-        both = combine(_values(a), aligned) if big_a else combine(aligned, _values(b))
-        return _assemble(u, a, b, both, "a" if big_a else "b", scratch)
+        out: Keyed = {KEYS: u.keys}
+        for name, ref in a.items():
+            if name == KEYS:
+                continue
+            if name not in b:
+                raise JobError(f"map_keyed gave partial {name!r} for some shards only")
+            arr = np.empty((len(u.keys),) + ref.shape[1:], dtype=ref.dtype)
+            move(arr, u.a_at, ref, u.a_only)
+            move(arr, u.b_at, b[name], u.b_only)
+            out[name] = arr
+        step = _chunk_rows(out)
+        for lo in range(0, len(u.pa), step):
+            hi = min(lo + step, len(u.pa))
+            both = combine(buffers.rows(a, u.pa[lo:hi], "a"), buffers.rows(b, u.pb[lo:hi], "b"))
+            for name, arr in out.items():
+                if name == KEYS:
+                    continue
+                if name not in both:
+                    raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
+                got = np.asarray(both[name])
+                if got.shape[:1] != (hi - lo,):
+                    raise JobError(f"combine returned {name!r} of shape {got.shape} for {hi - lo} keys")
+                place(arr, u.both_at[lo:hi], got)
+        return out
     return merge
 
 
-def _assemble(u: Union, a: Keyed, b: Keyed, both: Mapping[str, np.ndarray] | None, layout: str | None,
-              scratch: "_Scratch") -> Keyed:
-    """The merged partial: ``both`` (combine's results in the ``layout`` side's rows, None when
-    no key is shared) where the keys are shared, each side's own rows where only it has the key."""
-    out: Keyed = {KEYS: u.keys}
-    own_at = np.empty(0, np.int64)
-    if layout is not None:                  # where each of the layout side's rows goes
-        side = a if layout == "a" else b
-        own_at = np.empty(len(side[KEYS]), np.int64)
-        own_at[u.a_only if layout == "a" else u.b_only] = u.a_at if layout == "a" else u.b_at
-        own_at[u.pa if layout == "a" else u.pb] = u.both_at
-    taken: list[np.ndarray] = []
-    for name, ref in a.items():
-        if name == KEYS:
-            continue
-        arr = None
-        if both is not None:
-            if name not in both:
-                raise JobError(f"combine returned no {name!r} (it returned {sorted(both)})")
-            got = np.asarray(both[name])
-            if len(own_at) == len(u.keys) and got.dtype == ref.dtype and got.flags.c_contiguous \
-                    and got.shape == (len(u.keys),) + ref.shape[1:] and not _aliased(got, a, b, scratch, taken):
-                arr = got                   # already the union's layout: one-side rows fixed in place
-            else:
-                arr = np.empty((len(u.keys),) + ref.shape[1:], dtype=ref.dtype)
-                place(arr, own_at, got)
-            taken.append(arr)
-        else:
-            arr = np.empty((len(u.keys),) + ref.shape[1:], dtype=ref.dtype)
-        move(arr, u.a_at, ref, u.a_only)    # a key one side holds: that side's row (also where
-        move(arr, u.b_at, b[name], u.b_only)    # the layout side's filler was combined)
-        out[name] = arr
-    return out
+CHUNK_BYTES = 1 << 20           # per field, of the keys both sides hold: combined a chunk at a time
+MIN_CHUNK_ROWS = 1024           # (a call of combine costs tens of microseconds)
 
 
-def _aliased(got: np.ndarray, a: Keyed, b: Keyed, scratch: "_Scratch", taken: list[np.ndarray]) -> bool:
-    """Does combine's result share memory with an input, the scratch or another result?"""
-    return scratch.holds(got) or any(np.may_share_memory(got, arr) for p in (a, b) for arr in p.values()) \
-        or any(np.may_share_memory(got, t) for t in taken)
+def _chunk_rows(partial: Keyed) -> int:
+    widest = max(arr[:1].nbytes for arr in partial.values())
+    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // max(1, widest))
+
+
+class _ChunkBuffers:
+    """One chunk of each side's rows, per field, kept between merges."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, str], np.ndarray] = {}
+
+    def rows(self, partial: Keyed, index: np.ndarray, side: str) -> Keyed:
+        """``partial``'s rows ``index`` (ascending): views when they are consecutive."""
+        if len(index) and index[-1] - index[0] == len(index) - 1:
+            first = int(index[0])
+            return {name: arr[first:first + len(index)] for name, arr in partial.items() if name != KEYS}
+        out = {}
+        for name, arr in partial.items():
+            if name == KEYS:
+                continue
+            buf = self.buffers.get((side, name))
+            if buf is None or buf.dtype != arr.dtype or buf.shape[1:] != arr.shape[1:] or len(buf) < len(index):
+                buf = np.empty((len(index),) + arr.shape[1:], dtype=arr.dtype)
+                self.buffers[(side, name)] = buf
+            out[name] = gather(arr, index, buf[:len(index)])
+        return out
 
 
 def rehearse(leaf: Keyed, merge: Callable[[Keyed, Keyed], Keyed]) -> None:
-    """Run every path of ``merge`` once on a (tiny) leaf: with itself (all keys shared), and with
-    a copy whose first key moved past the last (keys gathered, moved from either side, combined
-    and placed), so the merge's numba kernels and the job's combine are loaded (or compiled) in
-    the warm-up, not in the middle of the map phase."""
+    """Run every path of ``merge`` once on a (tiny) leaf: with itself (all keys shared, as
+    views), with a copy whose first key moved past the last (keys moved from either side), and
+    with a copy missing a middle key (shared rows gathered), so the merge's numba kernels and the
+    job's combine are loaded (or compiled) in the warm-up, not in the middle of the map phase."""
     keys = leaf[KEYS]
     if len(keys) == 0:
         return
     merge(leaf, leaf)
+    if len(keys) >= 3:
+        merge(leaf, take(leaf, np.arange(len(keys)) != len(keys) // 2))
     if keys[-1] == np.iinfo(np.int64).max:
         return
     rolled = {name: np.concatenate([arr[1:], arr[:1]]) for name, arr in leaf.items()}
     rolled[KEYS][-1] = keys[-1] + 1
     merge(leaf, rolled)
-
-
-class _Scratch:
-    """combine's aligned input, one buffer per field, kept between merges (with 10^6 keys, fresh
-    ones were most of a merge's time). A result that is a view of one (combine returned its
-    input) is copied before it becomes a node."""
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, np.ndarray] = {}
-
-    def aligned(self, other: Keyed, rows: np.ndarray, own: Keyed) -> Keyed:
-        """``other``'s values in ``own``'s rows (``rows[i]``: other's row, or -1 for own's filler)."""
-        out = {}
-        for name, arr in other.items():
-            if name == KEYS:
-                continue
-            buf = self.buffers.get(name)
-            if buf is None or buf.dtype != arr.dtype or buf.shape[1:] != arr.shape[1:] or len(buf) < len(rows):
-                buf = np.empty((len(rows) + len(rows) // 4,) + arr.shape[1:], dtype=arr.dtype)
-                self.buffers[name] = buf
-            mine = own[name] if own[name].dtype == arr.dtype else own[name].astype(arr.dtype)
-            out[name] = align(arr, rows, mine, buf[:len(rows)])
-        return out
-
-    def holds(self, arr: np.ndarray) -> bool:
-        return any(np.may_share_memory(arr, buf) for buf in self.buffers.values())
-
-
-def _values(partial: Keyed) -> Keyed:
-    return {name: arr for name, arr in partial.items() if name != KEYS}
 
 
 def fold_nodes(nodes: Iterable[Node], shards: int, merge: Callable[[Keyed, Keyed], Keyed]) -> Keyed | None:
