@@ -7,12 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import JOBS, read_h5, run_ok
+from conftest import JOBS, ROOT, read_h5, run_ok
 from hpcdist.output import read_record, read_result, write_result
 from hpcdist.runlog import SHARD_COLUMNS, RunRecord
 from hpcdist.timings import RankTimings
 
 STATS = str(JOBS / "stats.py")
+SLOW_GROUPBY = str(ROOT / "tests" / "jobs" / "slow_groupby.py")
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
@@ -67,3 +68,21 @@ def test_a_20000_rank_record_writes_and_reads_back(tmp_path):
     assert np.array_equal(rec["shards/rank"], rows[:, 2].astype(np.int64))
     assert np.array_equal(rec["shards/compute_end"], rows[:, 5])
     assert rec["ranks/host"][-1] == f"node{(ranks - 1) // 64:04d}" and rec["ranks/steals"].sum() == ranks // 2
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_keyed_run_records_every_shard_and_rank_and_shows_its_progress(ranks, tmp_path):
+    path, out = tmp_path / "events.h5", tmp_path / "out.h5"
+    with h5py.File(path, "w") as f:
+        f["e"] = np.column_stack([np.arange(24_000) % 50, np.ones(24_000)]).astype(np.float64)
+    proc = run_ok("run", SLOW_GROUPBY, "--input", f"{path}:/e", "--param", "key=0", "--param", "sleep=0.05",
+                  "--shard-rows", "2000", "--progress=0.02", "-o", str(out), ranks=ranks)
+    assert "slow_groupby: pass 1/1, " in proc.stderr
+    rec = read_record(str(out))
+    attrs = read_result(str(out))[1]
+    assert attrs["shards"] == 12 and sorted(rec["shards/shard"]) == list(range(12))
+    assert set(rec["shards/rank"]) <= set(range(ranks)) and not rec["shards/resumed"].any()
+    start, mid, end = rec["shards/read_start"], rec["shards/read_end"], rec["shards/compute_end"]
+    assert (0 <= start).all() and (start <= mid).all() and (mid <= end).all() and end.max() <= attrs["elapsed_s"]
+    assert len(rec["ranks/host"]) == ranks and list(rec["ranks/shards"]) == attrs["rank_shards"]
+    assert rec["ranks/shards"].sum() == 12 and (rec["ranks/busy_s"] > 0).all()

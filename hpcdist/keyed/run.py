@@ -37,8 +37,10 @@ from hpcdist.keyed.write import agree_layout, write_keyed
 from hpcdist.memory import keep_freed_memory
 from hpcdist.options import RunOptions
 from hpcdist.partials import encode
+from hpcdist.progress import ProgressLine, Work, report_interval
 from hpcdist.record import RunFacts, RunOutcome, RunReport, run_attributes
 from hpcdist.resume import ResumePoint
+from hpcdist.runlog import RunRecord, ShardLog, gather_hosts, gather_rows
 from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.timings import RankTimings
 from hpcdist.tree import Fold, shards_under
@@ -85,19 +87,26 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
     base = ShardContext(params=facts.params, rows=facts.source.rows, row_shape=facts.source.row_shape,
                         dtype=facts.source.dtype)
     clock = RankTimings()
+    log = ShardLog(world.rank, time.perf_counter() - (world.wtime() - start))
+    record = RunRecord(hosts=gather_hosts(world) or [])
     merge = keyed_combine(job.combine)
     template = _warm_up(facts, base, clock, merge)
     writer = (CheckpointWriter(options.checkpoint, fp, world.size, resume.generation)
               if world.rank == 0 and options.checkpoint else None)
     cadence = Cadence(options.checkpoint_every, options.checkpoint_every_shards) if options.checkpoint else None
-    control = Control(world, stop, cadence, _snapshots(writer) if writer is not None else None)
+    line, control = _control(facts, options, world, stop, cadence, _snapshots(writer, log) if writer else None)
     restored = list(loaded.nodes) if loaded is not None else []
-    fold, failure = _map_phase(facts, options, world, base, merge, clock, control, resume, restored)
+    fold, failure = _map_phase(facts, options, world, base, merge, clock, control, resume, restored, log, line)
+    if line is not None:
+        line.close()
     _agree_failure(world, failure)
     if restored:
         fold.merge(restored)
         restored.clear()                # the snapshots' view: merged nodes only, counted once
     everyone = control.end_pass(clock)
+    record.add_rows(gather_rows(world, log, control.waiting_poll))
+    record.timings = everyone or []
+    record.checkpoints = np.asarray(log.checkpoints, dtype=np.float64).reshape(-1, 2)
     _end_control(world, control)
     t = time.perf_counter()
     nodes = fold.nodes
@@ -120,7 +129,8 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
     if options.output:
         identity = {"job": job.source_sha256, "params": attrs["params"], "input": attrs["input"],
                     "run": world.comm.bcast(os.urandom(8).hex(), root=0)}   # this run's own temp file
-        write_keyed(world.comm, options.output, results, layout, attrs, identity)
+        write_keyed(world.comm, options.output, results, layout, attrs, identity,
+                    record.datasets() if world.rank == 0 else {})
     else:
         gathered = _gather(world.comm, results)
     if writer is not None:
@@ -128,10 +138,28 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
     return RunReport(results=gathered, attrs=attrs if world.rank == 0 else {}, shards_here=clock.shards)
 
 
-def _snapshots(writer: CheckpointWriter) -> Any:
+def _snapshots(writer: CheckpointWriter, log: ShardLog) -> Any:
     def write(nodes: list, pass_index: int, progress: Any) -> bool:
-        return writer.snapshot(nodes, pass_index, progress, None)
+        t = time.perf_counter()
+        try:
+            return writer.snapshot(nodes, pass_index, progress, None)
+        finally:
+            log.add_checkpoint(t, time.perf_counter())
     return write
+
+
+def _control(facts: RunFacts, options: RunOptions, world: World, stop: StopFlag, cadence: Cadence | None,
+             writer: Any) -> tuple[ProgressLine | None, Control]:
+    """The run's messages and, on rank 0 with progress on, the progress line they feed."""
+    seconds = options.progress if options.progress is not False else None   # rank 0's, agreed
+    line = None
+    if seconds is not None and world.rank == 0:
+        plan, source = facts.plan, facts.source
+        work = Work(plan.shards, plan.shard_rows, plan.rows, source.row_bytes, False)
+        line = ProgressLine(work, float(seconds), lambda: control.progress().shards, label=facts.job.name)
+    control = Control(world, stop, cadence, writer, report_interval(seconds, world.size),
+                      line.maybe_show if line is not None else None)
+    return line, control
 
 
 def _end_control(world: World, control: Control) -> None:
@@ -161,19 +189,25 @@ def _warm_up(facts: RunFacts, base: ShardContext, clock: RankTimings, merge: Any
 
 
 def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardContext, merge: Any,
-               clock: RankTimings, control: Control, resume: ResumePoint, restored: list
-               ) -> tuple[Fold, tuple[int, str] | None]:
-    """Map every shard not in the checkpoint; rank 0's snapshots also hold the ``restored`` nodes."""
+               clock: RankTimings, control: Control, resume: ResumePoint, restored: list, log: ShardLog,
+               line: ProgressLine | None) -> tuple[Fold, tuple[int, str] | None]:
+    """Map every shard not in the checkpoint; rank 0's snapshots also hold the ``restored`` nodes.
+    Every mapped shard is a row of ``log`` (the output's run record)."""
     job, plan, source = facts.job, facts.plan, facts.source
     fold = Fold(plan.shards, merge)
     done = set(shards_under(resume.done, plan.shards))
     todo = [s for s in range(plan.shards) if s not in done] if done else range(plan.shards)
+    if done and world.rank == 0:
+        log.add_resumed(0, sorted(done))
+    if line is not None:
+        line.begin_pass(0, len(todo))
     control.begin_pass(0, lambda: fold.nodes + restored)
     failure: tuple[int, str] | None = None
     buf = source.empty(min(plan.shard_rows, plan.rows))
     clock.schedule = schedule.resolve(options.schedule, world.size)
     shards_of = schedule.open_schedule(clock.schedule, todo, world.rank, world.size, world.comm, control.poll)
     where = display_path(job.path)
+    started, busy = time.perf_counter(), 0.0
     try:
         for shard in shards_of:
             control.poll()
@@ -190,14 +224,17 @@ def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardCo
                 continue
             fold.add_leaf(shard, keyed_leaf(out, f"{where}: map_keyed (shard {shard})", data))
             t2 = time.perf_counter()
+            log.add(0, shard, t0, t1, t2, shards_of.steals > 0)
             clock.shards += 1
             clock.read_s += t1 - t0
             clock.compute_s += t2 - t1
+            busy += t2 - t0
             control.after_shard(t2 - t0)
         shards_of.close(control.poll)
     except BaseException:
         shards_of.abandon()
         raise
+    clock.idle_s += time.perf_counter() - started - busy
     clock.claims += shards_of.claims
     clock.steals += shards_of.steals
     return fold, failure

@@ -39,8 +39,10 @@ def agree_layout(comm: MPI.Intracomm, results: Mapping[str, np.ndarray], job: st
 
 
 def write_keyed(comm: MPI.Intracomm, path: str, results: Mapping[str, np.ndarray], layout: Layout,
-                attrs: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
-    """Every rank's rows of every result at its offset in the file at ``path`` (collective)."""
+                attrs: Mapping[str, Any], identity: Mapping[str, Any],
+                record: Mapping[str, np.ndarray] | None = None) -> None:
+    """Every rank's rows of every result at its offset in the file at ``path`` (collective);
+    rank 0 adds the attributes and the run ``record`` (:mod:`hpcdist.runlog`)."""
     rank = comm.Get_rank()
     counts = np.array(comm.allgather(len(results[layout[0][0]])), dtype=np.int64)
     first_row = int(counts[:rank].sum())
@@ -58,7 +60,7 @@ def write_keyed(comm: MPI.Intracomm, path: str, results: Mapping[str, np.ndarray
     failed = next((f for f in comm.allgather(failed) if f is not None), None)
     if failed is None and rank == 0:
         try:
-            sink.deliver(lambda small: write_result(small, {}, attrs))
+            sink.deliver(lambda small: write_result(small, {}, attrs, record))
         except WriteFailed as exc:
             failed = str(exc)
     failed = comm.bcast(failed, root=0)
