@@ -111,6 +111,16 @@ def test_a_combine_that_changes_the_layout_is_named_with_its_shards(ranks):
                           re.escape(DIFFERENCES["dtype"]))
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_owners_whose_keyed_results_differ_are_one_line_naming_the_rank(ranks, tmp_path):
+    started = time.monotonic()
+    proc = hpcdist("run", _job("keyed_layout_by_rank.py"), "-o", str(tmp_path / "out.h5"), ranks=ranks, timeout=60)
+    _assert_one_job_error(proc, started, r"hpcdist: (rank \d: )?error: \S*keyed_layout_by_rank\.py: " + re.escape(
+        "finalize gave results [['keys', '<i8', []], ['n', '<f4', []]] on rank 1 but "
+        "[['keys', '<i8', []], ['n', '<i8', []]] on rank 0"))
+    assert not (tmp_path / "out.h5").exists()
+
+
 @pytest.mark.parametrize("ranks", [None, 2])
 def test_a_multipass_state_keeps_its_layout_across_passes(ranks):
     started = time.monotonic()

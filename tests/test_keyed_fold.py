@@ -6,7 +6,7 @@ import pytest
 from hpcdist.errors import JobError
 from hpcdist.keyed.aggregate import BadKey, group_stats_of
 from hpcdist.keyed.fold import KEYS, fold_nodes, keyed_combine, keyed_leaf, take
-from hpcdist.keyed.partition import bounds, local_sample, owners, splitters
+from hpcdist.keyed.partition import bounds, fixed_sample, local_sample, owners, splitters
 from hpcdist.keyed.rounds import chunk_bytes, round_counts, rounds_needed
 from hpcdist.shards import static_block
 from hpcdist.tree import Fold
@@ -107,6 +107,21 @@ def test_splitters_balance_distinct_keys_and_owners_are_ranges():
     per_rank = np.bincount(owner, minlength=4)
     assert per_rank.min() > 0.8 * len(keys) / 4
     assert splitters(np.zeros(0, np.int64), np.zeros(0), 4).size == 0   # no key at all: rank 0 owns all
+
+
+def test_every_rank_sends_rank_0_a_sample_of_one_size_and_the_splitters_do_not_change():
+    rng = np.random.default_rng(5)
+    keys = [np.unique(rng.integers(0, 10**6, n)) for n in (5, 3000, 0, 700)]
+    samples = [local_sample(k) for k in keys]
+    weights = [np.full(len(s), len(k) / max(1, len(s))) for s, k in zip(samples, keys)]
+    plain = splitters(np.concatenate(samples), np.concatenate(weights), 4)
+    fixed = [fixed_sample(s, w, 64) for s, w in zip(samples, weights)]
+    assert all(len(s) == len(w) == 64 for s, w in fixed)
+    padded = splitters(np.concatenate([s for s, _ in fixed]), np.concatenate([w for _, w in fixed]), 4)
+    assert padded.tolist() == plain.tolist() and len(plain) == 3
+    many, weight = fixed_sample(np.arange(1000)[::-1].copy(), np.ones(1000), 64)     # thinned
+    assert len(many) == 64 and weight.sum() == 1000 and (np.diff(many) > 0).all()
+    assert splitters(np.zeros(8, np.int64), np.zeros(8), 5).size == 0       # only padding: no key at all
 
 
 def test_rounds_move_more_than_2_to_the_31_bytes_with_small_counts():

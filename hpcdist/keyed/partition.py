@@ -23,10 +23,26 @@ def local_sample(keys: np.ndarray, samples: int = SAMPLES_PER_RANK) -> np.ndarra
     return keys[at].astype(np.int64)
 
 
+def fixed_sample(samples: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's weighted samples as exactly ``size`` entries (ascending, weight-0 padding at
+    the end), so every rank sends the same count to rank 0 (``MPI_Gather``, a tree). More samples
+    than ``size`` (a resumed rank 0 can hold many nodes) are thinned to evenly spaced ones, each
+    carrying the weight of those up to the next: the total weight stays."""
+    order = np.argsort(samples, kind="stable")
+    values, weight = samples[order].astype(np.int64), weights[order].astype(np.float64)
+    if len(values) > size:
+        at = (np.arange(size, dtype=np.int64) * len(values)) // size
+        values, weight = values[at], np.add.reduceat(weight, at)
+    pad = size - len(values)
+    return np.concatenate([values, np.zeros(pad, np.int64)]), np.concatenate([weight, np.zeros(pad)])
+
+
 def splitters(samples: np.ndarray, weights: np.ndarray, ranks: int) -> np.ndarray:
     """``ranks - 1`` ascending splitters: sample values where the cumulative weight (the distinct
     keys each sample stands for) crosses ``j / ranks`` of the total. Key ``k`` goes to rank
     ``searchsorted(splitters, k, side='right')``."""
+    keep = weights > 0                  # padding of fixed_sample
+    samples, weights = samples[keep], weights[keep]
     if ranks <= 1 or len(samples) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(samples, kind="stable")

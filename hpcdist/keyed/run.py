@@ -30,7 +30,7 @@ from hpcdist.context import ShardContext
 from hpcdist.errors import JobError, UserError
 from hpcdist.failures import display_path
 from hpcdist.keyed.fold import KEYS, Keyed, empty_like, fold_nodes, keyed_combine, keyed_leaf, rehearse
-from hpcdist.keyed.partition import local_sample, splitters
+from hpcdist.keyed.partition import SAMPLES_PER_RANK, fixed_sample, local_sample, splitters
 from hpcdist.keyed.rounds import DEFAULT_ROUND_BYTES
 from hpcdist.keyed.shuffle import ShuffleStats, shuffle
 from hpcdist.keyed.write import agree_layout, write_keyed
@@ -43,7 +43,7 @@ from hpcdist.resume import ResumePoint
 from hpcdist.runlog import RunRecord, ShardLog, gather_hosts, gather_rows
 from hpcdist.signals import StopFlag, stop_on_signals
 from hpcdist.timings import RankTimings
-from hpcdist.tree import Fold, shards_under
+from hpcdist.tree import Fold, height, shards_under
 from hpcdist.warmup import warm
 
 ROUND_BYTES_ENV = "HPCDIST_SHUFFLE_ROUND_BYTES"
@@ -110,7 +110,7 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
     _end_control(world, control)
     t = time.perf_counter()
     nodes = fold.nodes
-    cuts = _cuts(world.comm, nodes)
+    cuts = _cuts(world.comm, nodes, facts.plan.shards)
     got, stats = shuffle(world.comm, nodes, cuts, rounds_limit)
     del nodes, fold
     mine = fold_nodes(got, facts.plan.shards, merge)
@@ -242,19 +242,28 @@ def _map_phase(facts: RunFacts, options: RunOptions, world: World, base: ShardCo
 
 def _agree_failure(world: World, failure: tuple[int, str] | None) -> None:
     """A bad input found by any rank ends every rank with the lowest shard's message."""
-    found = [f for f in world.comm.allgather(failure) if f is not None]
-    if found:
-        raise UserError(min(found)[1], agreed=True)
+    nothing = (np.iinfo(np.int64).max, "")
+    found = world.comm.allreduce(failure if failure is not None else nothing, op=MPI.MIN)   # the lowest shard
+    if found != nothing:
+        raise UserError(found[1], agreed=True)
 
 
-def _cuts(comm: MPI.Intracomm, nodes: list) -> np.ndarray:
+def _cuts(comm: MPI.Intracomm, nodes: list, shards: int) -> np.ndarray:
     """Splitters from up to 64 keys of each node this rank holds, weighted by the node's key count
-    (a key in two nodes counts twice: only the balance depends on it, never a result)."""
+    (a key in two nodes counts twice: only the balance depends on it, never a result). Rank 0
+    gathers a fixed-size sample from every rank up MPI's tree, picks the P - 1 splitters and
+    broadcasts them: no rank but rank 0 holds more than its own sample and the splitters."""
     samples = [local_sample(n[2][KEYS]) for n in nodes]
     weights = [np.full(len(s), len(n[2][KEYS]) / max(1, len(s))) for s, n in zip(samples, nodes)]
-    mine = np.concatenate(samples) if samples else np.zeros(0, np.int64)
-    weight = np.concatenate(weights) if weights else np.zeros(0)
-    return splitters(np.concatenate(comm.allgather(mine)), np.concatenate(comm.allgather(weight)), comm.Get_size())
+    size = SAMPLES_PER_RANK * (height(shards) + 1)      # a rank's frontier: one node per level
+    mine, weight = fixed_sample(np.concatenate(samples) if samples else np.zeros(0, np.int64),
+                                np.concatenate(weights) if weights else np.zeros(0), size)
+    rank, ranks = comm.Get_rank(), comm.Get_size()
+    every = np.empty(size * ranks, np.int64) if rank == 0 else None
+    every_weight = np.empty(size * ranks) if rank == 0 else None
+    comm.Gather(mine, every, root=0)
+    comm.Gather(weight, every_weight, root=0)
+    return comm.bcast(splitters(every, every_weight, ranks) if rank == 0 else None, root=0)
 
 
 def _agree_template(world: World, template: Keyed | None, mine: Keyed | None) -> Keyed:
