@@ -131,6 +131,25 @@ def srun_words(script: str, cwd: Path) -> list[str]:
     return proc.stdout.splitlines()
 
 
+@pytest.mark.parametrize("sig", ["USR1", "TERM"])
+def test_a_signal_while_the_run_is_prepared_neither_ends_the_script_nor_starts_the_run(sig, capsys, monkeypatch):
+    """Slurm's USR1 (--signal B:) may come during the compile step; bash's default would end the
+    script and fail the job. USR1 requeues without starting the run; TERM exits 75."""
+    text = render(CASES["requeue"], capsys, monkeypatch)
+    fake = (text.replace("srun --mpi=none ", f"kill -{sig} $$; true ")      # the signal arrives here
+            .replace('srun --mpi="$HPCDIST_MPI" ', "echo RUN-STARTED ")
+            .replace('command -v "$HPCDIST"', "true").replace("scontrol requeue", "echo REQUEUED"))
+    proc = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=10,
+                          env={"PATH": os.environ["PATH"], "SLURM_JOB_ID": "7"})
+    assert f"SIG{sig} came before the run started: not starting it" in proc.stderr, proc.stderr
+    assert "RUN-STARTED" not in proc.stdout
+    if sig == "USR1":
+        assert proc.returncode == 0 and "REQUEUED" in proc.stdout
+        assert "checkpointed: requeueing myself (restart 1 of at most 3)" in proc.stderr
+    else:
+        assert proc.returncode == 75 and "REQUEUED" not in proc.stdout
+
+
 def test_paths_in_a_rendered_script_are_absolute_so_sbatch_can_run_anywhere(tmp_path, capsys, monkeypatch):
     work = tmp_path / "project"
     (work / "jobs").mkdir(parents=True)

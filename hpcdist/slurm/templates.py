@@ -89,7 +89,30 @@ REQUEUE = HEADER + """
 """ + VARIABLES + """\
 HPCDIST_MAX_REQUEUES=${HPCDIST_MAX_REQUEUES:-{{max_requeues}}}   # a job that never gets further stops here
 
-""" + LOG + """if [[ -z $HPCDIST_CHECKPOINT ]]; then
+""" + LOG + """# Slurm sends USR1 to this shell (the B: of --signal) before the time limit, at any moment, even
+# while the steps below prepare the run: the traps come first (bash's default for USR1 is to end
+# the script, and the job with it). bash runs a trap only while it waits, so srun runs in the
+# background and the shell waits for it. The trap passes the signal on to srun, which hands it to
+# every task: hpcdist checkpoints and exits with 75. TERM (scancel, scontrol requeue, the time
+# limit itself) reaches every task directly; the tasks checkpoint, and Slurm, not this script,
+# decides what comes next.
+signalled=""
+interrupted=""
+step=""
+on_signal() {
+    signalled=$1
+    interrupted=1
+    if [[ $1 == USR1 ]]; then
+        log "got SIGUSR1 (time limit near or preemption): asking hpcdist to checkpoint"
+        [[ -z $step ]] || kill -USR1 "$step" 2>/dev/null || true
+    else
+        log "got SIG$1: hpcdist checkpoints and stops"
+    fi
+}
+trap 'on_signal USR1' USR1
+trap 'on_signal TERM' TERM
+
+if [[ -z $HPCDIST_CHECKPOINT ]]; then
     log "error: HPCDIST_CHECKPOINT is empty: a run that requeues itself needs a checkpoint to resume from"
     exit 2
 fi
@@ -110,29 +133,8 @@ if (( restarts > 0 )); then
 fi
 
 """ + COMPILE + """
-# Slurm sends USR1 to this shell (the B: of --signal) before the time limit. bash runs a trap only
-# while it waits, so srun runs in the background and the shell waits for it. The trap passes the
-# signal on to srun, which hands it to every task: hpcdist checkpoints and exits with 75.
-# TERM (scancel, scontrol requeue, the time limit itself) reaches every task directly; the tasks
-# checkpoint, and Slurm, not this script, decides what comes next.
-signalled=""
-interrupted=""
-step=""
-on_signal() {
-    signalled=$1
-    interrupted=1
-    if [[ $1 == USR1 ]]; then
-        log "got SIGUSR1 (time limit near or preemption): asking hpcdist to checkpoint"
-        [[ -z $step ]] || kill -USR1 "$step" 2>/dev/null || true
-    else
-        log "got SIG$1: hpcdist checkpoints and stops"
-    fi
-}
-trap 'on_signal USR1' USR1
-trap 'on_signal TERM' TERM
-
-if [[ $signalled == USR1 ]]; then
-    log "the signal came before the run started: requeueing without starting it"
+if [[ -n $signalled ]]; then
+    log "SIG$signalled came before the run started: not starting it (the last checkpoint stands)"
     code=75
 else
     srun --mpi="$HPCDIST_MPI" "$HPCDIST" "${args[@]}" &
