@@ -8,14 +8,15 @@ out; a group whose column is all NaN has count 0, sum 0 and NaN for mean, var, m
 
 A keyed job (docs/keyed.md): ``map_keyed`` aggregates one shard with a numba kernel, and
 ``combine`` merges two partials per key (Chan et al.'s update for mean and M2, one numba pass over
-the keys both hold; both kernels live in hpcdist/keyed/aggregate.py). hpcdist folds each key's
-partials over the fixed shard tree: the same bits at any rank count and schedule.
+the keys both hold; the kernels live in hpcdist/keyed/aggregate.py and chan.py). hpcdist folds
+each key's partials over the fixed shard tree: the same bits at any rank count and schedule.
 """
 
 import numpy as np
 
 from hpcdist import Param, UserError
-from hpcdist.keyed.aggregate import BadKey, chan_combine, group_stats_of
+from hpcdist.keyed.aggregate import BadKey, group_stats_of
+from hpcdist.keyed.chan import chan_combine
 
 PARAMS = {"key": Param(int, 0, "column index of the integer-valued key")}
 INPUT_NDIM = (2,)

@@ -17,10 +17,8 @@ slot's high bits, with the slot in a spare column) and accumulated one bucket at
 128 KiB window, each bucket's keys written out as soon as it is done. Measured here (5.5 M rows,
 two value columns): one direct pass 34 ms at 1,000 keys, 47 ms at 65,536, 215 ms at 131,072;
 with buckets 72 ms at 131,072 and 122 ms at 10^6 (with 8,192-key windows and a full accumulator
-array: 171 ms). Otherwise an open-addressing hash table (multiplicative hash, linear probing,
-grown when half full, sized from the previous shard's key count, not its rows) gives every row
-its slot in a pass of its own, in first-seen order, sorted after (probes then never wait on
-accumulator stores).
+array: 171 ms). Otherwise (sparse keys) a hash table gives every row its slot in a pass of its
+own (:mod:`._hash`), in first-seen order, sorted after.
 The accumulators, 7 doubles per key and column padded to whole cache lines, live in a workspace
 kept between shards: reusing memory avoids page faults on every shard, and only the slots a shard
 touched are reset.
@@ -34,10 +32,11 @@ import numpy as np
 from numba import njit
 
 from hpcdist.kernels import lean_load
+from hpcdist.keyed._hash import hash_slots
+from hpcdist.keyed.chan import NAMES
 
 STRIDE = 7                  # per key and value column: count, sum, shift, s1, s2, min, max
 _EMPTY = np.array([0.0, 0.0, 0.0, 0.0, 0.0, np.inf, -np.inf])
-NAMES = ("count", "sum", "mean", "m2", "min", "max")   # a partial's fields, in the kernels' order
 LINE = 8                    # doubles per cache line: a key's accumulators start on a line
 DIRECT_BYTES = 8 << 20      # accumulators up to this size: one direct pass (L3 holds them)
 WINDOW_BYTES = 128 << 10    # beyond: buckets whose accumulators fit in L2
@@ -64,46 +63,6 @@ def _scan_keys(shard, key):
         kmin = min(kmin, k) if i else k
         kmax = max(kmax, k) if i else k
     return -1, kmin, kmax
-
-
-@njit(cache=True, nogil=True)
-def _hash_slots(shard, key, start, slots, table_keys, table_slot, order, used, shift):
-    """From row ``start``: every row's slot (first-seen order, ``order[slot]`` is the key).
-    Returns (the row where the table became half full, or -1; slots used)."""
-    size = table_keys.shape[0]
-    mask = size - 1
-    for i in range(start, shard.shape[0]):
-        if 2 * used >= size:
-            return i, used
-        k = np.int64(shard[i, key])
-        h = np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> shift) & mask
-        while True:
-            s = table_slot[h]
-            if s < 0:
-                table_slot[h] = used
-                table_keys[h] = k
-                order[used] = k
-                slots[i] = used
-                used += 1
-                break
-            if table_keys[h] == k:
-                slots[i] = s
-                break
-            h = (h + 1) & mask
-    return -1, used
-
-
-@njit(cache=True, nogil=True)
-def _rehash(order, used, table_keys, table_slot, shift):
-    size = table_keys.shape[0]
-    mask = size - 1
-    for s in range(used):
-        k = order[s]
-        h = np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> shift) & mask
-        while table_slot[h] >= 0:
-            h = (h + 1) & mask
-        table_slot[h] = s
-        table_keys[h] = k
 
 
 @njit(cache=True, nogil=True)
@@ -237,34 +196,8 @@ def _collect(acc, present, count, total, mean, m2, lo, hi, empty):
         _put(acc, present[r], r, count, total, mean, m2, lo, hi, empty)
 
 
-@njit(cache=True, nogil=True)
-def _chan(ca, sa, ma, qa, la, ha, cb, sb, mb, qb, lb, hb, count, total, mean, m2, lo, hi):
-    for i in range(ca.shape[0]):
-        for j in range(ca.shape[1]):
-            n = ca[i, j] + cb[i, j]
-            share = cb[i, j] / n if n > 0 else 0.0
-            delta = mb[i, j] - ma[i, j]
-            count[i, j] = n
-            total[i, j] = sa[i, j] + sb[i, j]
-            mean[i, j] = ma[i, j] + delta * share
-            m2[i, j] = qa[i, j] + qb[i, j] + delta * delta * (ca[i, j] * share)
-            lo[i, j] = np.fmin(la[i, j], lb[i, j])
-            hi[i, j] = np.fmax(ha[i, j], hb[i, j])
-
-
-def chan_combine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Two partials of :func:`group_stats_of` (rows aligned, ``a`` from earlier shards) merged
-    with Chan et al.'s update for mean and M2, in one numba pass (numpy's expression made ~14
-    temporaries of the partials' size). Here, in a package module, because numba's cache of a
-    function refers to its module by name: a kernel in a job file loaded under two names (by
-    hpcdist and by a test or script) would leave a cache entry the other cannot load."""
-    ins = [np.ascontiguousarray(a[name]) for name in NAMES] + [np.ascontiguousarray(b[name]) for name in NAMES]
-    out = {name: np.empty(a["sum"].shape, dtype=np.int64 if name == "count" else np.float64) for name in NAMES}
-    _chan(*ins, *(out[name] for name in NAMES))
-    return out
-
-
-for _kernel in (_scan_keys, _hash_slots, _rehash, _accumulate, _accumulate_within, _accumulate_buckets, _bucket_starts, _bucket_rows, _collect, _chan):
+for _kernel in (_scan_keys, _accumulate, _accumulate_within, _accumulate_buckets, _bucket_starts, _bucket_rows,
+                _collect):
     lean_load(_kernel)      # arrays only, called from Python: loaded without numba's compiler start-up
 
 
@@ -351,7 +284,7 @@ def group_stats_of(shard: np.ndarray, key: int) -> tuple[np.ndarray, dict[str, n
         keys = present + kmin
     else:
         work.span = None
-        order, used = _hashed(shard, key, slots, work)
+        order, used, work.capacity = hash_slots(shard, key, slots, work.capacity)
         acc = work.accumulators(used, cols)
         _accumulate(shard, key, slots, kmin, False, work.marks(0), acc)
         present = np.argsort(order[:used], kind="stable")
@@ -413,26 +346,3 @@ def _within_last_span(shard: np.ndarray, key: int, work: _Workspace
     out = _results(len(present), cols)
     _collect(acc, present, *out.values(), _EMPTY)
     return present + lo, out
-
-
-def _hashed(shard: np.ndarray, key: int, slots: np.ndarray, work: _Workspace) -> tuple[np.ndarray, int]:
-    """Every row's slot (first-seen order) into ``slots``; the keys in slot order and how many."""
-    size = work.capacity
-    table_keys, table_slot = np.zeros(size, np.int64), np.full(size, -1, np.int64)
-    order = np.empty(size // 2, np.int64)              # at most half full: never more keys than this
-    row, used = 0, 0
-    while True:
-        row, used = _hash_slots(shard, key, row, slots, table_keys, table_slot, order, used, _shift(size))
-        if row < 0:
-            break
-        size *= 2
-        table_keys, table_slot = np.zeros(size, np.int64), np.full(size, -1, np.int64)
-        order = np.concatenate([order[:used], np.empty(size // 2 - used, np.int64)])
-        _rehash(order, used, table_keys, table_slot, _shift(size))
-    work.capacity = max(1 << 10, 1 << (2 * max(used, 1) - 1).bit_length())
-    return order, used
-
-
-def _shift(size: int) -> np.uint64:
-    """Multiplicative hashing keeps the top log2(size) bits of the product."""
-    return np.uint64(64 - (size.bit_length() - 1))
