@@ -4,8 +4,9 @@ A keyed partial is a dict ``{KEYS: int64[n] (sorted, unique), name: array[n, ...
 (``a`` covers earlier shards than ``b``) applies the job's ``combine`` to the keys both hold
 (vectorised calls over chunks of them, rows aligned) and copies the keys only one side holds.
 So each key is folded over the fixed shard tree of :mod:`hpcdist.tree` restricted to the shards
-where it appears: an empty subtree passes the other child through. Which rank holds a node, and which other keys share a
-call, never changes the floating-point operations done for a key (combine is elementwise).
+where it appears: an empty subtree passes the other child through. Which rank holds a node, and
+which other keys share a call, never changes the floating-point operations done for a key
+(combine is elementwise).
 """
 
 from __future__ import annotations

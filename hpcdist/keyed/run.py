@@ -94,7 +94,7 @@ def _run(facts: RunFacts, options: RunOptions, world: World, start: float,
     writer = (CheckpointWriter(options.checkpoint, fp, world.size, resume.generation)
               if world.rank == 0 and options.checkpoint else None)
     cadence = Cadence(options.checkpoint_every, options.checkpoint_every_shards) if options.checkpoint else None
-    line, control = _control(facts, options, world, stop, cadence, _snapshots(writer, log) if writer else None)
+    line, control = _control(facts, options, world, stop, cadence, _snapshots(writer, log) if writer is not None else None)
     restored = list(loaded.nodes) if loaded is not None else []
     fold, failure = _map_phase(facts, options, world, base, merge, clock, control, resume, restored, log, line)
     if line is not None:
